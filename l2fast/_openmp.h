@@ -1,0 +1,63 @@
+/* OpenMP queries that compile with or without OpenMP, and what the build was. */
+#ifndef L2FAST_OPENMP_H
+#define L2FAST_OPENMP_H
+
+#ifdef _OPENMP
+#include <omp.h>
+#define L2F_OPENMP_SPEC _OPENMP
+#else
+static inline int omp_get_max_threads(void) { return 1; }
+static inline int omp_get_num_threads(void) { return 1; }
+static inline int omp_get_thread_num(void) { return 0; }
+#define L2F_OPENMP_SPEC 0
+#endif
+
+#if defined(_OPENMP) && (defined(__linux__) || defined(__APPLE__))
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+/* Path of the shared library that provides the OpenMP runtime actually loaded. */
+static const char *l2f_openmp_library(void) {
+    Dl_info info;
+    if (dladdr((void *)&omp_get_max_threads, &info) && info.dli_fname)
+        return info.dli_fname;
+    return "";
+}
+#else
+static const char *l2f_openmp_library(void) { return ""; }
+#endif
+
+/* Threads that ran the last kernel call (a diagnostic; benign races). */
+static int l2f_last_team = 0;
+static inline void l2f_note_team(int n) { l2f_last_team = n; }
+
+/* The widest x86 SIMD extension the compiler was allowed to use. */
+#if defined(__AVX512F__)
+#define L2F_BUILD_SIMD "AVX512F"
+#elif defined(__AVX2__)
+#define L2F_BUILD_SIMD "AVX2"
+#elif defined(__AVX__)
+#define L2F_BUILD_SIMD "AVX"
+#elif defined(__SSE2__) || defined(_M_X64)
+#define L2F_BUILD_SIMD "SSE2"
+#elif defined(__ARM_NEON) || defined(__aarch64__)
+#define L2F_BUILD_SIMD "NEON"
+#else
+#define L2F_BUILD_SIMD "none"
+#endif
+
+#ifndef L2FAST_BUILD_OPENMP
+#define L2FAST_BUILD_OPENMP 0
+#endif
+#ifndef L2FAST_BUILD_COMPILER
+#define L2FAST_BUILD_COMPILER ""
+#endif
+#ifndef L2FAST_BUILD_CFLAGS
+#define L2FAST_BUILD_CFLAGS ""
+#endif
+#ifndef L2FAST_BUILD_PLATFORM
+#define L2FAST_BUILD_PLATFORM ""
+#endif
+
+#endif

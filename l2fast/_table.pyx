@@ -1,0 +1,403 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Validation of a ragged list of arrays, and the work table the kernels run on.
+
+Everything here runs with the GIL, once, before any kernel: a call that is
+rejected raises before a single element is read or written.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t, int32_t, uintptr_t
+from libc.stdlib cimport malloc, realloc, free, qsort
+
+import numpy as np
+
+cnp.import_array()
+
+# Table modes
+READ = 0        # read-only call: no writeability or overlap checks
+INPLACE = 1     # in-place call: a read-only or overlapping array raises
+RECORD = 2      # keep the in-place verdict for later (ParamList)
+
+cdef struct Extent:
+    uintptr_t lo      # first byte the array can touch
+    uintptr_t hi      # one past the last byte
+    int32_t idx
+    int32_t role      # 0: dst, 1: src
+
+
+cdef int _cmp_extent(const void* x, const void* y) noexcept nogil:
+    cdef const Extent* a = <const Extent*> x
+    cdef const Extent* b = <const Extent*> y
+    if a.lo != b.lo:
+        return -1 if a.lo < b.lo else 1
+    if a.idx != b.idx:
+        return -1 if a.idx < b.idx else 1
+    return 0
+
+
+cdef str label(str base, tuple names, Py_ssize_t i):
+    """How an error names array i: ``arrays[3]`` or ``arrays['fc.weight']``."""
+    if names is None:
+        return f"{base}[{i}]"
+    return f"{base}[{names[i]!r}]"
+
+
+cdef object _masked = None
+
+
+cdef int check_array(object a, str name, bint writeable) except -1:
+    """Raise unless `a` is an array the kernels can use without a copy."""
+    global _masked
+    if not cnp.PyArray_Check(a):
+        raise TypeError(
+            f"{name}: expected a NumPy array of float32 or float64, got "
+            f"{type(a).__module__}.{type(a).__qualname__}")
+    if type(a) is not np.ndarray:
+        if _masked is None:
+            _masked = np.ma.MaskedArray
+        if isinstance(a, _masked):
+            raise TypeError(f"{name}: masked arrays are not supported (the mask would be "
+                            "ignored); pass the .data array, or fill the masked values")
+    cdef cnp.ndarray arr = <cnp.ndarray> a
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if (t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(
+            f"{name}: dtype {arr.dtype.str} ({arr.dtype}) is not supported; expected "
+            "float32 or float64 in native byte order")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name}: the array is not aligned to its dtype; the kernels need "
+                         "aligned memory (np.require(a, requirements='A') makes an aligned copy)")
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} is read-only; an in-place call needs a writeable array "
+                         "(no array was changed)")
+    return 0
+
+
+cdef inline int64_t _abs(int64_t x) noexcept nogil:
+    return -x if x < 0 else x
+
+
+cdef class Table:
+    """The validated arrays of one call and the pieces the kernels run on.
+
+    Parameters
+    ----------
+    arrays : tuple of ndarray
+        The primary (written, for in-place calls) operand.
+    names : tuple of str or None
+        Names used in error messages instead of indices.
+    src : tuple of ndarray or None
+        Second operand, paired with `arrays` element for element.
+    mode : int
+        READ, INPLACE or RECORD.
+    """
+
+    def __cinit__(self, tuple arrays, tuple names=None, tuple src=None, int mode=READ,
+                  str dst_label="arrays", str src_label="src"):
+        cdef Py_ssize_t i, n = len(arrays)
+        cdef Extent* ext = NULL
+        cdef Py_ssize_t next_ = 0
+        cdef bint pair = src is not None
+        cdef bint write = mode != READ
+        self.arrays = arrays
+        self.src = src
+        self.names = names
+        self.dst_label = dst_label
+        self.src_label = src_label
+        self.narrays = n
+        self.overlap = None
+        if pair and len(src) != n:
+            raise ValueError(f"{dst_label} has {n} arrays but {src_label} has {len(src)}")
+        for i in range(n):
+            check_array(arrays[i], label(self.dst_label, names, i), mode == INPLACE)
+            if pair:
+                check_array(src[i], label(src_label, names, i), False)
+                if (<object> arrays[i]).shape != (<object> src[i]).shape:
+                    raise ValueError(
+                        f"{label(self.dst_label, names, i)} has shape {arrays[i].shape} but "
+                        f"{label(src_label, names, i)} has shape {src[i].shape}")
+        if write:
+            ext = <Extent*> malloc(max(1, 2 * n) * sizeof(Extent))
+            if ext == NULL:
+                raise MemoryError()
+        try:
+            for i in range(n):
+                self._add(arrays[i], src[i] if pair else None, <int32_t> i)
+                if write:
+                    next_ += _extent(arrays[i], i, 0, &ext[next_])
+                    if pair:
+                        next_ += _extent(src[i], i, 1, &ext[next_])
+            if write:
+                self.overlap = _find_overlap(self, ext, next_)
+        finally:
+            free(ext)
+        if mode == INPLACE and self.overlap is not None:
+            raise ValueError(self.overlap)
+        self._group()
+
+    def __dealloc__(self):
+        free(self.pieces)
+        free(self.items)
+
+    @property
+    def npieces(self):
+        return self.npieces
+
+    @property
+    def nitems(self):
+        return self.nitems
+
+    def check_inplace(self):
+        """Raise as an in-place call on these arrays would, or return None.
+
+        Writeability is read again: a flag cleared since the table was made counts.
+        """
+        cdef Py_ssize_t i
+        for i in range(self.narrays):
+            if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray> self.arrays[i]):
+                check_array(self.arrays[i], label(self.dst_label, self.names, i), True)
+        if self.overlap is not None:
+            raise ValueError(self.overlap)
+
+    cdef int _push(self, char* p, char* q, int64_t n, int64_t sp, int64_t sq,
+                   int32_t arr, int32_t kind) except -1:
+        """Append the run (p, q, n) cut into pieces of at most CHUNK elements."""
+        cdef int64_t start = 0, m
+        cdef Piece* grown
+        cdef Piece* pc
+        cdef int64_t isp = 8 if kind & P_F64 else 4
+        cdef int64_t isq = 8 if kind & Q_F64 else 4
+        while start < n:
+            if self.npieces == self.cap:
+                self.cap = max(16, 2 * self.cap)
+                grown = <Piece*> realloc(self.pieces, self.cap * sizeof(Piece))
+                if grown == NULL:
+                    raise MemoryError()
+                self.pieces = grown
+            m = min(<int64_t> CHUNK, n - start)
+            pc = &self.pieces[self.npieces]
+            pc.p = p + start * sp * isp
+            pc.q = q + start * sq * isq if q != NULL else NULL
+            pc.n = m
+            pc.sp = sp
+            pc.sq = sq
+            pc.arr = arr
+            pc.kind = kind
+            self.npieces += 1
+            start += m
+        self.size += n
+        self.nbytes += n * isp
+        if q != NULL:
+            self.src_nbytes += n * isq
+        return 0
+
+    cdef int _add(self, object a_obj, object b_obj, int32_t idx) except -1:
+        """Describe array `idx` (and its partner) as runs of equal stride."""
+        cdef cnp.ndarray a = <cnp.ndarray> a_obj
+        cdef cnp.ndarray b = <cnp.ndarray> b_obj if b_obj is not None else None
+        cdef bint pair = b is not None
+        cdef int32_t kind = P_F64 if cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE else 0
+        cdef int64_t isa = cnp.PyArray_ITEMSIZE(a), isb = 0
+        cdef int64_t total = cnp.PyArray_SIZE(a)
+        cdef char* pa = <char*> cnp.PyArray_DATA(a)
+        cdef char* pb = NULL
+        if pair:
+            pb = <char*> cnp.PyArray_DATA(b)
+            isb = cnp.PyArray_ITEMSIZE(b)
+            if cnp.PyArray_TYPE(b) == cnp.NPY_DOUBLE:
+                kind |= Q_F64
+        if total == 0:
+            return 0
+        if not pair:
+            if cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a):
+                return self._push(pa, NULL, total, 1, 1, idx, kind)
+        elif ((cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_IS_C_CONTIGUOUS(b)) or
+              (cnp.PyArray_IS_F_CONTIGUOUS(a) and cnp.PyArray_IS_F_CONTIGUOUS(b))):
+            return self._push(pa, pb, total, 1, 1, idx, kind)
+
+        # General layout: drop unit dimensions, order the rest by |stride of a|
+        # (outermost first), merge dimensions that are one run in both operands,
+        # then walk the outer dimensions and push one run per position.
+        cdef int nd = cnp.PyArray_NDIM(a), m = 0, d, e
+        cdef int64_t shp[64]
+        cdef int64_t sa[64]
+        cdef int64_t sb[64]
+        cdef int64_t ctr[64]
+        cdef int64_t t, offa = 0, offb = 0
+        cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
+        cdef cnp.npy_intp* stra = cnp.PyArray_STRIDES(a)
+        cdef cnp.npy_intp* strb = cnp.PyArray_STRIDES(b) if pair else NULL
+        for d in range(nd):
+            if dims[d] != 1:
+                shp[m] = dims[d]
+                sa[m] = stra[d] // isa
+                sb[m] = strb[d] // isb if pair else 0
+                m += 1
+        for d in range(1, m):  # insertion sort, descending |sa|
+            e = d
+            while e > 0 and _abs(sa[e - 1]) < _abs(sa[e]):
+                shp[e], shp[e - 1] = shp[e - 1], shp[e]
+                sa[e], sa[e - 1] = sa[e - 1], sa[e]
+                sb[e], sb[e - 1] = sb[e - 1], sb[e]
+                e -= 1
+        e = 0  # merge: keep dims 0..e, fold dim d into e when contiguous with it
+        for d in range(1, m):
+            if sa[e] == sa[d] * shp[d] and (not pair or sb[e] == sb[d] * shp[d]):
+                shp[e] *= shp[d]
+                sa[e] = sa[d]
+                sb[e] = sb[d]
+            else:
+                e += 1
+                shp[e] = shp[d]
+                sa[e] = sa[d]
+                sb[e] = sb[d]
+        m = e + 1
+        for d in range(m):
+            ctr[d] = 0
+        while True:
+            self._push(pa + offa * isa, pb + offb * isb,  # pb, offb: NULL, 0 alone
+                       shp[m - 1], sa[m - 1], sb[m - 1], idx, kind)
+            d = m - 2
+            while d >= 0:
+                ctr[d] += 1
+                offa += sa[d]
+                offb += sb[d]
+                if ctr[d] < shp[d]:
+                    break
+                offa -= sa[d] * shp[d]
+                offb -= sb[d] * shp[d]
+                ctr[d] = 0
+                d -= 1
+            if d < 0:
+                break
+        return 0
+
+    cdef int _group(self) except -1:
+        """Group consecutive pieces into items of about CHUNK elements."""
+        cdef Py_ssize_t c, k = 0
+        cdef int64_t acc = 0
+        self.items = <int64_t*> malloc((self.npieces + 1) * sizeof(int64_t))
+        if self.items == NULL:
+            raise MemoryError()
+        for c in range(self.npieces):
+            if acc > 0 and acc + self.pieces[c].n > CHUNK:
+                k += 1
+                acc = 0
+            if acc == 0:
+                self.items[k] = c
+            acc += self.pieces[c].n
+        self.nitems = k + 1 if self.npieces > 0 else 0
+        self.items[self.nitems] = self.npieces
+        return 0
+
+
+cdef object _find_overlap(Table self, Extent* ext, Py_ssize_t n):
+    """The message naming the first two arrays that share memory, or None.
+
+    Written arrays must not overlap each other or themselves, nor any
+    source array except their own partner when it is the very same memory
+    (dst is src: dst += alpha * dst is well defined).
+    """
+    cdef Py_ssize_t i, j
+    cdef uintptr_t top = 0
+    cdef Py_ssize_t topi = -1
+    cdef str dl = self.dst_label, sl = self.src_label
+    for i in range(self.narrays):
+        if _self_overlaps(self.arrays[i]):
+            return (f"{label(dl, self.names, i)} has elements that share memory (a "
+                    "broadcast or stride-tricks view); an in-place call would update "
+                    "them more than once (no array was changed)")
+    qsort(ext, n, sizeof(Extent), _cmp_extent)
+    for i in range(n):  # sweep in address order; only pairs involving a dst matter
+        if topi >= 0 and ext[i].lo < top:
+            j = topi
+            if not _allowed(self, ext[i], ext[j]):
+                return _overlap_message(self, ext[j], ext[i])
+        if ext[i].role == 0:
+            if topi < 0 or ext[i].hi > top:
+                top = ext[i].hi
+                topi = i
+    # A src overlapping a dst that started before a wider src: check srcs too.
+    for i in range(n):
+        if ext[i].role != 1:
+            continue
+        j = i + 1
+        while j < n and ext[j].lo < ext[i].hi:
+            if ext[j].role == 0 and not _allowed(self, ext[j], ext[i]):
+                return _overlap_message(self, ext[j], ext[i])
+            j += 1
+    return None
+
+
+cdef bint _allowed(Table t, Extent x, Extent y):
+    """May these two overlapping extents be touched in one in-place call?"""
+    cdef cnp.ndarray a, b
+    if x.role == 1 and y.role == 1:
+        return True
+    if x.role == y.role or x.idx != y.idx:
+        return False
+    a = <cnp.ndarray> t.arrays[x.idx]
+    b = <cnp.ndarray> t.src[x.idx]
+    return (cnp.PyArray_DATA(a) == cnp.PyArray_DATA(b) and
+            cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b) and a.strides == b.strides)
+
+
+cdef str _overlap_message(Table t, Extent x, Extent y):
+    cdef str nx = label(t.src_label if x.role else t.dst_label, t.names, x.idx)
+    cdef str ny = label(t.src_label if y.role else t.dst_label, t.names, y.idx)
+    if x.role == 0 and y.role == 0 and x.idx == y.idx:
+        return f"{nx} appears twice; an in-place call would update it twice (no array was changed)"
+    return (f"{nx} and {ny} overlap in memory; an in-place call needs written arrays "
+            "that share no memory with any other array of the call (no array was changed)")
+
+
+cdef Py_ssize_t _extent(object obj, Py_ssize_t idx, int role, Extent* out) except -1:
+    """Write the byte range array `obj` can touch to `out`; return 1, or 0 if empty."""
+    cdef cnp.ndarray a = <cnp.ndarray> obj
+    cdef int d
+    cdef int64_t lo = 0, hi = 0, span
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp* st = cnp.PyArray_STRIDES(a)
+    if cnp.PyArray_SIZE(a) == 0:
+        return 0
+    for d in range(cnp.PyArray_NDIM(a)):
+        span = (dims[d] - 1) * st[d]
+        if span < 0:
+            lo += span
+        else:
+            hi += span
+    out.lo = <uintptr_t> cnp.PyArray_DATA(a) + lo
+    out.hi = <uintptr_t> cnp.PyArray_DATA(a) + hi + cnp.PyArray_ITEMSIZE(a)
+    out.idx = <int32_t> idx
+    out.role = role
+    return 1
+
+
+cdef bint _self_overlaps(object obj):
+    """Could two elements of `obj` be the same memory? (sufficient test, exact for
+    ordinary views: each dimension's stride must clear the span of the smaller ones)"""
+    cdef cnp.ndarray a = <cnp.ndarray> obj
+    cdef int nd = cnp.PyArray_NDIM(a), m = 0, d, e
+    cdef int64_t shp[64]
+    cdef int64_t st[64]
+    cdef int64_t span
+    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp* stra = cnp.PyArray_STRIDES(a)
+    if cnp.PyArray_SIZE(a) <= 1 or cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a):
+        return False
+    for d in range(nd):
+        if dims[d] != 1:
+            shp[m] = dims[d]
+            st[m] = _abs(stra[d])
+            m += 1
+    for d in range(1, m):  # ascending |stride|
+        e = d
+        while e > 0 and st[e - 1] > st[e]:
+            shp[e], shp[e - 1] = shp[e - 1], shp[e]
+            st[e], st[e - 1] = st[e - 1], st[e]
+            e -= 1
+    span = cnp.PyArray_ITEMSIZE(a)
+    for d in range(m):
+        if st[d] < span:
+            return True
+        span += st[d] * (shp[d] - 1)
+    return False
