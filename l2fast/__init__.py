@@ -1,0 +1,29 @@
+"""l2fast: the L2 regularization arithmetic of a whole model, at the speed of memory.
+
+The L2 penalty of a model with weight arrays w_1 .. w_L, trained on m samples,
+is ``lam / (2 * m) * sum_i ||w_i||^2``; its gradient with respect to w_i is
+``lam / m * w_i`` (coupled L2, added to the gradient), and decoupled weight
+decay multiplies each weight by ``1 - lr * lam / m``.  l2fast computes these
+over a whole ragged list of arrays in one call, with OpenMP kernels that
+release the GIL:
+
+    sum_squares(ws)                  sum_i ||w_i||^2 in float64
+    scale_(ws, c)                    w_i *= c
+    add_scaled_(gs, ws, alpha)       g_i += alpha * w_i
+    sum_squares_scale_(ws, c)        both of the first two, in one pass
+    ParamList(ws)                    the same, validated once
+    show_config()                    build, OpenMP runtime, threads, SIMD
+"""
+from ._api import ParamList, add_scaled_, scale_, sum_squares, sum_squares_scale_
+from ._config import show_config
+from ._version import __version__
+
+__all__ = [
+    "sum_squares",
+    "scale_",
+    "add_scaled_",
+    "sum_squares_scale_",
+    "ParamList",
+    "show_config",
+    "__version__",
+]

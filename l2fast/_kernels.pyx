@@ -19,10 +19,11 @@ from l2fast._table cimport Table, Piece, CHUNK, P_F64, Q_F64
 
 cnp.import_array()
 
-cdef extern from "_openmp.h" nogil:
+cdef extern from "_platform.h" nogil:
     int omp_get_max_threads()
     int omp_get_num_threads()
     const char* l2f_openmp_library()
+    const char* l2f_simd_dispatch()
     int L2F_OPENMP_SPEC
     const char* L2F_BUILD_SIMD
     int L2FAST_BUILD_OPENMP
@@ -297,7 +298,8 @@ def build_info():
         "openmp_library": l2f_openmp_library().decode("utf-8", "replace") or None,
         "compiler": L2FAST_BUILD_COMPILER.decode("utf-8", "replace"),
         "cflags": L2FAST_BUILD_CFLAGS.decode("utf-8", "replace"),
-        "simd": L2F_BUILD_SIMD.decode(),
+        "simd_baseline": L2F_BUILD_SIMD.decode(),
+        "simd_dispatch": l2f_simd_dispatch().decode(),
         "platform": L2FAST_BUILD_PLATFORM.decode("utf-8", "replace"),
         "chunk": CHUNK,
         "lanes": LANES,

@@ -42,6 +42,29 @@ cdef str label(str base, tuple names, Py_ssize_t i):
 
 
 cdef object _masked = None
+cdef object _converter = None
+
+
+def set_converter(f):
+    """Install f(obj, name, writeable) -> ndarray, called for every input that is
+    not a NumPy array (torch tensors, DLPack and buffer objects); it returns a
+    view of the object's memory or raises TypeError."""
+    global _converter
+    _converter = f
+
+
+cdef tuple _as_arrays(tuple arrays, str base, tuple names, bint writeable):
+    """`arrays` with every non-ndarray replaced by the converter's view of it."""
+    cdef Py_ssize_t i, n = len(arrays)
+    cdef list out = None
+    if _converter is None:
+        return arrays
+    for i in range(n):
+        if not cnp.PyArray_Check(arrays[i]):
+            if out is None:
+                out = list(arrays)
+            out[i] = _converter(arrays[i], label(base, names, i), writeable)
+    return arrays if out is None else tuple(out)
 
 
 cdef int check_array(object a, str name, bint writeable) except -1:
@@ -98,6 +121,9 @@ cdef class Table:
         cdef Py_ssize_t next_ = 0
         cdef bint pair = src is not None
         cdef bint write = mode != READ
+        arrays = _as_arrays(arrays, dst_label, names, write)
+        if pair:
+            src = _as_arrays(src, src_label, names, False)
         self.arrays = arrays
         self.src = src
         self.names = names

@@ -1,6 +1,7 @@
-/* OpenMP queries that compile with or without OpenMP, and what the build was. */
-#ifndef L2FAST_OPENMP_H
-#define L2FAST_OPENMP_H
+/* What the kernels run on: OpenMP queries that compile with or without
+ * OpenMP, the runtime library loaded, the build, and the SIMD loops chosen. */
+#ifndef L2FAST_PLATFORM_H
+#define L2FAST_PLATFORM_H
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -46,6 +47,19 @@ static inline void l2f_note_team(int n) { l2f_last_team = n; }
 #else
 #define L2F_BUILD_SIMD "none"
 #endif
+
+/* Which clone of the loops of _loops.h this CPU runs. */
+static const char *l2f_simd_dispatch(void) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(L2F_NO_CLONES) && __GNUC__ >= 12
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return "x86-64-v3 (AVX2, FMA)";
+    return "baseline (" L2F_BUILD_SIMD ")";
+#else
+    return L2F_BUILD_SIMD;
+#endif
+}
 
 #ifndef L2FAST_BUILD_OPENMP
 #define L2FAST_BUILD_OPENMP 0
