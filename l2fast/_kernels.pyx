@@ -32,6 +32,17 @@ cdef extern from "_platform.h" nogil:
     const char* L2FAST_BUILD_PLATFORM
     int l2f_last_team       # size of the team that ran the last kernel
     void l2f_note_team(int n)
+    int l2f_in_fork_child
+    int l2f_watch_fork()
+
+if l2f_watch_fork() != 0:
+    raise ImportError("l2fast: pthread_atfork failed")
+
+
+def in_fork_child():
+    """True in a process forked from one that imported l2fast: kernels run serially."""
+    return bool(l2f_in_fork_child)
+
 
 ctypedef fused floating_src:
     float
@@ -196,7 +207,8 @@ cdef void _run(Table t, Op op, double f, double* slots, int nthreads) noexcept n
     cdef const int64_t* items = t.items
     cdef Py_ssize_t nitems = t.nitems, k
     cdef int64_t c
-    cdef bint threaded = nthreads > 1 and nitems > 1 and t.size >= _parallel_min
+    cdef bint threaded = (nthreads > 1 and nitems > 1 and t.size >= _parallel_min
+                          and not l2f_in_fork_child)
     if not threaded:
         nthreads = 1
         l2f_note_team(1)

@@ -29,6 +29,19 @@ static const char *l2f_openmp_library(void) {
 static const char *l2f_openmp_library(void) { return ""; }
 #endif
 
+/* A child made by fork() after a parallel call inherits an OpenMP runtime
+ * whose worker threads do not exist in it (GNU libgomp then hangs); in a
+ * child the kernels run on the calling thread. */
+#if defined(_OPENMP) && !defined(_WIN32)
+#include <pthread.h>
+static volatile int l2f_in_fork_child = 0;
+static void l2f_mark_child(void) { l2f_in_fork_child = 1; }
+static int l2f_watch_fork(void) { return pthread_atfork(NULL, NULL, l2f_mark_child); }
+#else
+static volatile int l2f_in_fork_child = 0;
+static int l2f_watch_fork(void) { return 0; }
+#endif
+
 /* Threads that ran the last kernel call (a diagnostic; benign races). */
 static int l2f_last_team = 0;
 static inline void l2f_note_team(int n) { l2f_last_team = n; }
