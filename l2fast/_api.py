@@ -4,6 +4,7 @@ Notation used in the docstrings: the input is a list of arrays w_1 .. w_L
 (any shapes, float32 or float64), ``||w_i||^2 = sum_k w_i[k]^2`` is the
 squared L2 (Frobenius) norm of one array, and N = sum_i size(w_i).
 """
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -63,10 +64,9 @@ def _threads(num_threads):
 
 
 def _real(x, what):
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a real number, got {type(x).__qualname__}") from None
+    if not isinstance(x, numbers.Real):
+        raise TypeError(f"{what} must be a real number, got {type(x).__qualname__}")
+    return float(x)
 
 
 def _require_finite(table, num_threads, arrays=None, names=None, base=None):
@@ -372,9 +372,11 @@ class ParamList:
     def _pair_with(self, src):
         if self._pair is not None and self._pair[0] is src:
             return self._pair[1]
-        if isinstance(src, ParamList) and src.names is not None and self.names is not None:
-            s = dict(zip(src.names, src.arrays))
-            d, s, names = _pairing(dict(zip(self.names, self.arrays)), s)
+        named_src = isinstance(src, Mapping) or (isinstance(src, ParamList) and
+                                                 src.names is not None)
+        if self.names is not None and named_src:
+            by_key = dict(zip(src.names, src.arrays)) if isinstance(src, ParamList) else src
+            d, s, names = _pairing(dict(zip(self.names, self.arrays)), by_key)
         else:
             d, s, names = _pairing(self.arrays, src)
             names = self.names
