@@ -61,10 +61,43 @@ static inline double l2f_fold(double *acc)
     return acc[0];
 }
 
+/* Runs shorter than L2F_SHORT elements (biases, norms) take a loop with 8
+ * lanes and no prefetching: zeroing and folding 32 lanes would cost more
+ * than the run.  Which loop a run takes depends only on its length, so
+ * results stay independent of the thread count. */
+#define L2F_SHORT 512
+#define L2F_SHORT_LANES 8
+
+static inline double l2f_fold_short(double *acc)
+{
+    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
 /* sum p[i]^2, i < n */
 #define L2F_DEFINE_SSQ(T, SUF)                                                \
+L2F_CLONES static double l2f_ssq_short_##SUF(const T *L2F_RESTRICT p,         \
+                                             int64_t n)                       \
+{                                                                             \
+    double acc[L2F_SHORT_LANES] = {0};                                        \
+    int64_t i = 0;                                                            \
+    for (; i + L2F_SHORT_LANES <= n; i += L2F_SHORT_LANES) {                  \
+        L2F_SIMD                                                              \
+        for (int j = 0; j < L2F_SHORT_LANES; j++) {                           \
+            double x = (double)p[i + j];                                      \
+            acc[j] += x * x;                                                  \
+        }                                                                     \
+    }                                                                         \
+    for (int j = 0; i < n; i++, j++) {                                        \
+        double x = (double)p[i];                                              \
+        acc[j & (L2F_SHORT_LANES - 1)] += x * x;                              \
+    }                                                                         \
+    return l2f_fold_short(acc);                                               \
+}                                                                             \
+                                                                              \
 L2F_CLONES static double l2f_ssq_##SUF(const T *L2F_RESTRICT p, int64_t n)    \
 {                                                                             \
+    if (n < L2F_SHORT)                                                        \
+        return l2f_ssq_short_##SUF(p, n);                                     \
     double acc[L2F_LANES] = {0};                                              \
     int64_t i = 0;                                                            \
     for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
@@ -84,9 +117,32 @@ L2F_CLONES static double l2f_ssq_##SUF(const T *L2F_RESTRICT p, int64_t n)    \
 
 /* sum p[i]^2 of the values before p[i] *= f, in one pass */
 #define L2F_DEFINE_SSQ_SCALE(T, SUF)                                          \
+L2F_CLONES static double l2f_ssq_scale_short_##SUF(T *L2F_RESTRICT p,         \
+                                                   int64_t n, double f)       \
+{                                                                             \
+    double acc[L2F_SHORT_LANES] = {0};                                        \
+    int64_t i = 0;                                                            \
+    for (; i + L2F_SHORT_LANES <= n; i += L2F_SHORT_LANES) {                  \
+        L2F_SIMD                                                              \
+        for (int j = 0; j < L2F_SHORT_LANES; j++) {                           \
+            double x = (double)p[i + j];                                      \
+            acc[j] += x * x;                                                  \
+            p[i + j] = (T)(x * f);                                            \
+        }                                                                     \
+    }                                                                         \
+    for (int j = 0; i < n; i++, j++) {                                        \
+        double x = (double)p[i];                                              \
+        acc[j & (L2F_SHORT_LANES - 1)] += x * x;                              \
+        p[i] = (T)(x * f);                                                    \
+    }                                                                         \
+    return l2f_fold_short(acc);                                               \
+}                                                                             \
+                                                                              \
 L2F_CLONES static double l2f_ssq_scale_##SUF(T *L2F_RESTRICT p, int64_t n,    \
                                              double f)                        \
 {                                                                             \
+    if (n < L2F_SHORT)                                                        \
+        return l2f_ssq_scale_short_##SUF(p, n, f);                            \
     double acc[L2F_LANES] = {0};                                              \
     int64_t i = 0;                                                            \
     for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
