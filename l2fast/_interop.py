@@ -2,14 +2,24 @@
 
 Every input that is not a NumPy array passes through `as_array` once, while
 the call is validated.  It returns a NumPy array that *is* the object's
-memory, or raises TypeError: l2fast never works on a copy.  torch is never
-imported here; a tensor's own module is used when one is given.
+memory, or raises TypeError naming the input: l2fast never works on a copy.
+
+torch is never imported here.  A tensor can only exist once its program has
+imported torch, so ``sys.modules["torch"]`` is looked up, and only when an
+input is not an array.
 """
 import sys
 
 import numpy as np
 
-_REJECT = (list, tuple, dict, set, str, bytes, int, float, complex, bool)
+_REJECT = (list, tuple, dict, set, frozenset, str, bytes, int, float, complex, bool)
+
+# DLPack device types (dlpack.h) that are not CPU memory, for error messages.
+_DLPACK_DEVICES = {2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "metal",
+                   9: "vpi", 10: "rocm", 11: "rocm_host", 13: "cuda_managed",
+                   14: "oneapi"}
+_DLPACK_CPU = 1
+_NUMPY2 = int(np.__version__.split(".")[0]) >= 2
 
 
 def _describe(obj):
@@ -17,31 +27,80 @@ def _describe(obj):
     return f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__
 
 
+def _torch_tensor_type():
+    """torch.Tensor if the program has imported torch, else None."""
+    torch = sys.modules.get("torch")
+    return getattr(torch, "Tensor", None) if torch is not None else None
+
+
 def _torch_view(t, name):
+    """The NumPy view of a dense CPU float tensor (or nn.Parameter)."""
     torch = sys.modules["torch"]
     if t.device.type != "cpu":
-        raise TypeError(f"{name}: the tensor is on {t.device}; l2fast works on CPU memory "
-                        "(move it with .cpu(), which makes a copy)")
+        raise TypeError(f"{name}: the tensor is on device '{t.device}'; l2fast works on "
+                        "CPU memory only (.cpu() would make a copy, which an in-place "
+                        "call could not update)")
     if t.layout != torch.strided:
-        raise TypeError(f"{name}: {t.layout} tensors are not supported; expected a dense tensor")
+        raise TypeError(f"{name}: {t.layout} tensors are not supported; expected a dense "
+                        "(torch.strided) tensor")
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name}: dtype {t.dtype} is not supported; expected torch.float32 "
                         "or torch.float64")
     # detach() shares the storage: in-place calls update the tensor itself,
     # as an optimizer step under torch.no_grad() would.
-    return t.detach().numpy()
+    try:
+        return t.detach().numpy()
+    except (RuntimeError, TypeError) as e:  # e.g. a lazy negation bit, a tensor subclass
+        raise TypeError(f"{name}: cannot view this {_describe(t)} as CPU memory without "
+                        f"a copy ({e})") from None
+
+
+def _check_dlpack_device(obj, name):
+    """TypeError unless `obj.__dlpack_device__()` (when it has one) is the CPU."""
+    device = getattr(obj, "__dlpack_device__", None)
+    if device is None:
+        return
+    try:
+        kind = int(device()[0])
+    except Exception:  # an unusual __dlpack_device__: np.from_dlpack decides
+        return
+    if kind != _DLPACK_CPU:
+        where = _DLPACK_DEVICES.get(kind, f"DLPack device type {kind}")
+        raise TypeError(f"{name}: {_describe(obj)} is on device '{where}'; l2fast works "
+                        "on CPU memory only")
+
+
+def _buffer_view(obj):
+    """np.asarray(obj) that raises instead of copying."""
+    if _NUMPY2:
+        return np.asarray(obj, copy=False)
+    return np.asarray(memoryview(obj))  # NumPy 1.x: the buffer protocol is always a view
 
 
 def as_array(obj, name, writeable):
-    """A NumPy array sharing `obj`'s memory, or TypeError naming `name`."""
-    if isinstance(obj, _REJECT) or obj is None:
+    """A NumPy array sharing `obj`'s memory, or TypeError naming `name`.
+
+    Parameters
+    ----------
+    obj : object
+        A torch tensor, an object with ``__dlpack__``, or one NumPy can view
+        through the buffer protocol or ``__array_interface__``.
+    name : str
+        How errors name the input, e.g. ``arrays['fc.weight']``.
+    writeable : bool
+        Whether the call writes to it.  Writeability itself is checked by
+        the caller on the returned array (a DLPack export may be read-only).
+    """
+    if obj is None or isinstance(obj, _REJECT):
         raise TypeError(f"{name}: expected a NumPy array (or a CPU tensor) of float32 or "
                         f"float64, got {_describe(obj)}")
-    if type(obj).__module__.split(".")[0] == "torch" and "torch" in sys.modules:
+    tensor = _torch_tensor_type()
+    if tensor is not None and isinstance(obj, tensor):
         return _torch_view(obj, name)
+    dlpack = hasattr(obj, "__dlpack__")
+    if dlpack:
+        _check_dlpack_device(obj, name)
     try:
-        if hasattr(obj, "__dlpack__"):
-            return np.from_dlpack(obj)
-        return np.asarray(obj, copy=False)
+        return np.from_dlpack(obj) if dlpack else _buffer_view(obj)
     except (BufferError, TypeError, ValueError, RuntimeError) as e:
         raise TypeError(f"{name}: cannot use {_describe(obj)} without a copy ({e})") from None
