@@ -62,8 +62,8 @@ cdef int64_t _parallel_min = PARALLEL_MIN_SIZE
 # ----------------------------------------------------------------------------
 
 cdef extern from "_loops.h" nogil:
-    double l2f_ssq_f32(const float* p, int64_t n)
-    double l2f_ssq_f64(const double* p, int64_t n)
+    double l2f_ssq_f32(const float* p, int64_t n, double unused)
+    double l2f_ssq_f64(const double* p, int64_t n, double unused)
     double l2f_ssq_scale_f32(float* p, int64_t n, double f)
     double l2f_ssq_scale_f64(double* p, int64_t n, double f)
     void l2f_scale_f32(float* p, int64_t n, double f)
@@ -92,9 +92,9 @@ cdef double _ssq_run(const floating* p, int64_t n, int64_t s) noexcept nogil:
     cdef int64_t i
     if s == 1:
         if floating is float:
-            return l2f_ssq_f32(p, n)
+            return l2f_ssq_f32(p, n, 0.0)
         else:
-            return l2f_ssq_f64(p, n)
+            return l2f_ssq_f64(p, n, 0.0)
     acc[0] = acc[1] = acc[2] = acc[3] = 0.0
     for i in range(n):
         x = p[i * s]

@@ -73,143 +73,80 @@ static inline double l2f_fold_short(double *acc)
     return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
-/* sum p[i]^2, i < n */
-#define L2F_DEFINE_SSQ(T, SUF)                                                \
-L2F_CLONES static double l2f_ssq_short_##SUF(const T *L2F_RESTRICT p,         \
-                                             int64_t n)                       \
+/* One sweep over n elements, a block of LANES at a time: FETCH, then
+ * BODY(k, lane) for each element k of the block (vectorised across lanes),
+ * then the tail elements on lanes 0, 1, ...  Declares the index i. */
+#define L2F_SWEEP(n, LANES, FETCH, BODY)                                      \
+    int64_t i = 0;                                                            \
+    for (; i + (LANES) <= (n); i += (LANES)) {                                \
+        FETCH;                                                                \
+        L2F_SIMD                                                              \
+        for (int j = 0; j < (LANES); j++)                                     \
+            BODY(i + j, j);                                                   \
+    }                                                                         \
+    for (int j = 0; i < (n); i++, j++)                                        \
+        BODY(i, j & ((LANES) - 1))
+
+#define L2F_NOFETCH ((void)0)
+
+/* The element operations; p, d, q, acc, f and a are the loop's variables. */
+#define L2F_SSQ(k, lane)        do { double x = (double)p[k]; acc[lane] += x * x; } while (0)
+#define L2F_SSQ_SCALE(k, lane)  do { double x = (double)p[k]; acc[lane] += x * x; \
+                                     p[k] = x * f; } while (0)
+#define L2F_SCALE(k, lane)      (p[k] = (double)p[k] * f)
+#define L2F_ADD(k, lane)        (d[k] = (double)d[k] + a * (double)q[k])
+#define L2F_ADD_SELF(k, lane)   do { double x = (double)d[k]; d[k] = x + a * x; } while (0)
+
+/* Assignments to a float element round the float64 value once. */
+
+/* sum p[k]^2 (l2f_ssq, which ignores f), and the same sum of the values
+ * before p[k] *= f (l2f_ssq_scale), in one pass */
+#define L2F_DEFINE_SUMS(NAME, PT, SUF, OP, FETCH_RW)                          \
+L2F_CLONES static double NAME##_short_##SUF(PT *L2F_RESTRICT p, int64_t n,    \
+                                            double f)                         \
 {                                                                             \
     double acc[L2F_SHORT_LANES] = {0};                                        \
-    int64_t i = 0;                                                            \
-    for (; i + L2F_SHORT_LANES <= n; i += L2F_SHORT_LANES) {                  \
-        L2F_SIMD                                                              \
-        for (int j = 0; j < L2F_SHORT_LANES; j++) {                           \
-            double x = (double)p[i + j];                                      \
-            acc[j] += x * x;                                                  \
-        }                                                                     \
-    }                                                                         \
-    for (int j = 0; i < n; i++, j++) {                                        \
-        double x = (double)p[i];                                              \
-        acc[j & (L2F_SHORT_LANES - 1)] += x * x;                              \
-    }                                                                         \
+    (void)f;                                                                  \
+    L2F_SWEEP(n, L2F_SHORT_LANES, L2F_NOFETCH, OP);                           \
     return l2f_fold_short(acc);                                               \
 }                                                                             \
-                                                                              \
-L2F_CLONES static double l2f_ssq_##SUF(const T *L2F_RESTRICT p, int64_t n)    \
+L2F_CLONES static double NAME##_##SUF(PT *L2F_RESTRICT p, int64_t n, double f)\
 {                                                                             \
     if (n < L2F_SHORT)                                                        \
-        return l2f_ssq_short_##SUF(p, n);                                     \
+        return NAME##_short_##SUF(p, n, f);                                   \
     double acc[L2F_LANES] = {0};                                              \
-    int64_t i = 0;                                                            \
-    for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
-        L2F_FETCH(p, i, 0);                                                   \
-        L2F_SIMD                                                              \
-        for (int j = 0; j < L2F_LANES; j++) {                                 \
-            double x = (double)p[i + j];                                      \
-            acc[j] += x * x;                                                  \
-        }                                                                     \
-    }                                                                         \
-    for (int j = 0; i < n; i++, j++) {                                        \
-        double x = (double)p[i];                                              \
-        acc[j & (L2F_LANES - 1)] += x * x;                                    \
-    }                                                                         \
+    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(p, i, FETCH_RW), OP);                   \
     return l2f_fold(acc);                                                     \
 }
 
-/* sum p[i]^2 of the values before p[i] *= f, in one pass */
-#define L2F_DEFINE_SSQ_SCALE(T, SUF)                                          \
-L2F_CLONES static double l2f_ssq_scale_short_##SUF(T *L2F_RESTRICT p,         \
-                                                   int64_t n, double f)       \
-{                                                                             \
-    double acc[L2F_SHORT_LANES] = {0};                                        \
-    int64_t i = 0;                                                            \
-    for (; i + L2F_SHORT_LANES <= n; i += L2F_SHORT_LANES) {                  \
-        L2F_SIMD                                                              \
-        for (int j = 0; j < L2F_SHORT_LANES; j++) {                           \
-            double x = (double)p[i + j];                                      \
-            acc[j] += x * x;                                                  \
-            p[i + j] = (T)(x * f);                                            \
-        }                                                                     \
-    }                                                                         \
-    for (int j = 0; i < n; i++, j++) {                                        \
-        double x = (double)p[i];                                              \
-        acc[j & (L2F_SHORT_LANES - 1)] += x * x;                              \
-        p[i] = (T)(x * f);                                                    \
-    }                                                                         \
-    return l2f_fold_short(acc);                                               \
-}                                                                             \
-                                                                              \
-L2F_CLONES static double l2f_ssq_scale_##SUF(T *L2F_RESTRICT p, int64_t n,    \
-                                             double f)                        \
-{                                                                             \
-    if (n < L2F_SHORT)                                                        \
-        return l2f_ssq_scale_short_##SUF(p, n, f);                            \
-    double acc[L2F_LANES] = {0};                                              \
-    int64_t i = 0;                                                            \
-    for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
-        L2F_FETCH(p, i, 1);                                                   \
-        L2F_SIMD                                                              \
-        for (int j = 0; j < L2F_LANES; j++) {                                 \
-            double x = (double)p[i + j];                                      \
-            acc[j] += x * x;                                                  \
-            p[i + j] = (T)(x * f);                                            \
-        }                                                                     \
-    }                                                                         \
-    for (int j = 0; i < n; i++, j++) {                                        \
-        double x = (double)p[i];                                              \
-        acc[j & (L2F_LANES - 1)] += x * x;                                    \
-        p[i] = (T)(x * f);                                                    \
-    }                                                                         \
-    return l2f_fold(acc);                                                     \
-}
-
-/* p[i] *= f, the product rounded once to T */
+/* p[k] *= f */
 #define L2F_DEFINE_SCALE(T, SUF)                                              \
 L2F_CLONES static void l2f_scale_##SUF(T *L2F_RESTRICT p, int64_t n, double f)\
 {                                                                             \
-    int64_t i = 0;                                                            \
-    for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
-        L2F_FETCH(p, i, 1);                                                   \
-        L2F_SIMD                                                              \
-        for (int j = 0; j < L2F_LANES; j++)                                   \
-            p[i + j] = (T)((double)p[i + j] * f);                             \
-    }                                                                         \
-    for (; i < n; i++)                                                        \
-        p[i] = (T)((double)p[i] * f);                                         \
+    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(p, i, 1), L2F_SCALE);                   \
 }
 
-/* d[i] += a * q[i]; d and q do not overlap (the work table checks it) */
+/* d[k] += a * q[k]; d and q do not overlap (the work table checks it) */
 #define L2F_DEFINE_ADD(TD, TQ, SUF)                                           \
 L2F_CLONES static void l2f_add_##SUF(TD *L2F_RESTRICT d,                      \
                                      const TQ *L2F_RESTRICT q,                \
                                      int64_t n, double a)                     \
 {                                                                             \
-    int64_t i = 0;                                                            \
-    for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
-        L2F_FETCH(d, i, 1);                                                   \
-        L2F_FETCH(q, i, 0);                                                   \
-        L2F_SIMD                                                              \
-        for (int j = 0; j < L2F_LANES; j++)                                   \
-            d[i + j] = (TD)((double)d[i + j] + a * (double)q[i + j]);         \
-    }                                                                         \
-    for (; i < n; i++)                                                        \
-        d[i] = (TD)((double)d[i] + a * (double)q[i]);                         \
+    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1); L2F_FETCH(q, i, 0), L2F_ADD);  \
 }
 
-/* d[i] += a * d[i]: dst is src, the same formula on one pointer */
+/* d[k] += a * d[k]: dst is src, the same formula on one pointer */
 #define L2F_DEFINE_ADD_SELF(T, SUF)                                           \
 L2F_CLONES static void l2f_add_self_##SUF(T *L2F_RESTRICT d, int64_t n,       \
                                           double a)                           \
 {                                                                             \
-    for (int64_t i = 0; i < n; i++) {                                         \
-        double x = (double)d[i];                                              \
-        d[i] = (T)(x + a * x);                                                \
-    }                                                                         \
+    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1), L2F_ADD_SELF);                \
 }
 
-L2F_DEFINE_SSQ(float, f32)
-L2F_DEFINE_SSQ(double, f64)
-L2F_DEFINE_SSQ_SCALE(float, f32)
-L2F_DEFINE_SSQ_SCALE(double, f64)
+L2F_DEFINE_SUMS(l2f_ssq, const float, f32, L2F_SSQ, 0)
+L2F_DEFINE_SUMS(l2f_ssq, const double, f64, L2F_SSQ, 0)
+L2F_DEFINE_SUMS(l2f_ssq_scale, float, f32, L2F_SSQ_SCALE, 1)
+L2F_DEFINE_SUMS(l2f_ssq_scale, double, f64, L2F_SSQ_SCALE, 1)
 L2F_DEFINE_SCALE(float, f32)
 L2F_DEFINE_SCALE(double, f64)
 L2F_DEFINE_ADD(float, float, f32_f32)
