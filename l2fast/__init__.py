@@ -13,9 +13,12 @@ release the GIL:
     sum_squares_scale_(ws, c)        both of the first two, in one pass
     ParamList(ws)                    the same, validated once
     show_config()                    build, OpenMP runtime, threads, SIMD
+    L2(lam, scale), conventions      the λ scalings named, converted, applied
 """
 from ._api import ParamList, add_scaled_, scale_, sum_squares, sum_squares_scale_
 from ._config import show_config
+from . import conventions
+from .regularizer import L2, no_decay_1d
 from ._version import __version__
 
 __all__ = [
@@ -25,5 +28,8 @@ __all__ = [
     "sum_squares_scale_",
     "ParamList",
     "show_config",
+    "L2",
+    "no_decay_1d",
+    "conventions",
     "__version__",
 ]
