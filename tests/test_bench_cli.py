@@ -1,0 +1,215 @@
+"""`python -m l2fast bench`: the JSON report, the plot, and the argument checks.
+
+The benchmark runs on a small shape file with a small roof buffer, so these
+tests take seconds; they check the structure and the consistency of the
+figures, never the speed."""
+import json
+import math
+import struct
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+from l2fast import bench
+
+SHAPES = {
+    "name": "tiny",
+    "params": [
+        {"name": "fc.weight", "shape": [300, 500], "kind": "weight"},
+        {"name": "fc.bias", "shape": [500], "kind": "bias"},
+        {"name": "conv.weight", "shape": [64, 3, 3, 3]},
+        {"shape": [7]},
+    ],
+}
+N = 300 * 500 + 500 + 64 * 27 + 7
+FUNCTIONS = ["sum_squares", "scale_", "add_scaled_", "sum_squares_scale_"]
+PASSES = {"sum_squares": 1, "scale_": 2, "add_scaled_": 3, "sum_squares_scale_": 2}
+
+
+def png_size(path):
+    """(width, height) from a PNG's IHDR chunk, after checking the signature and CRC."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    body = data[16:29]
+    (crc,) = struct.unpack(">I", data[29:33])
+    assert crc == zlib.crc32(kind + body)
+    return struct.unpack(">II", body[:8])
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """Run the benchmark once, as a user would: (json report, stdout, tmp dir)."""
+    tmp = tmp_path_factory.mktemp("bench")
+    (tmp / "tiny.json").write_text(json.dumps(SHAPES))
+    args = [sys.executable, "-m", "l2fast", "bench", "--shapes", "tiny.json",
+            "--repeat", "2", "--threads", "1,2", "--json", "out.json"]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--plot", "out.png"]
+    except ImportError:
+        pass
+    env = dict(**__import__("os").environ, L2FAST_BENCH_ROOF_MIB="8")
+    proc = subprocess.run(args, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""          # no progress bar when stderr is not a terminal
+    return json.loads((tmp / "out.json").read_text()), proc.stdout, tmp
+
+
+def test_report_structure(report):
+    rep, _, _ = report
+    assert rep["settings"]["threads"] == [1, 2]
+    assert rep["settings"]["repeat"] == 2
+    assert rep["settings"]["roof_buffer_bytes"] == 8 << 20
+    assert rep["settings"]["models"] == ["tiny"]
+    assert rep["machine"]["logical_cpus"] >= 1
+    assert rep["machine"]["l2fast_config"]["l2fast"] == rep["l2fast"]
+    assert [r["threads"] for r in rep["runs"]] == [1, 2]
+    assert [r["threads"] for r in rep["small_arrays"]] == [1, 2]
+    for run in rep["runs"]:
+        assert run["model"] == "tiny" and run["dtype"] == "float32"
+        assert run["n_arrays"] == 4 and run["n_elements"] == N
+        assert run["nbytes"] == 4 * N
+        functions = [r["function"] for r in run["results"]]
+        assert list(dict.fromkeys(functions)) == FUNCTIONS
+        for fn in FUNCTIONS:
+            families = {r["family"] for r in run["results"] if r["function"] == fn}
+            assert {"l2fast", "numpy"} <= families
+            assert ("torch" in families) == (rep["settings"]["torch"] is not None)
+
+
+def test_roof(report):
+    rep, _, _ = report
+    assert [e["threads"] for e in rep["roof"]] == [1, 2]
+    for entry in rep["roof"]:
+        assert entry["buffer_bytes"] == 8 << 20
+        for pattern in ("read", "update", "add"):
+            roof = entry[pattern]
+            assert roof["gbps"] > 0
+            assert roof["gbps"] == max(roof["candidates"].values())
+            assert roof["by"] in roof["candidates"]
+
+
+def test_figures_are_consistent(report):
+    rep, _, _ = report
+    for run in rep["runs"]:
+        roof = next(e for e in rep["roof"] if e["threads"] == run["threads"])
+        for r in run["results"]:
+            assert r["bytes"] == PASSES[r["function"]] * 4 * N
+            assert len(r["samples_s"]) == 2
+            assert r["median_s"] == pytest.approx(sum(r["samples_s"]) / 2)
+            assert r["gbps"] == pytest.approx(r["bytes"] / r["median_s"] / 1e9)
+            assert r["roof_share"] == pytest.approx(r["gbps"] / roof[r["roof_pattern"]]["gbps"])
+            assert r["speedup"] > 0
+            numpy = [x for x in run["results"]
+                     if x["function"] == r["function"] and x["family"] == "numpy"]
+            assert r["speedup"] == pytest.approx(numpy[0]["median_s"] / r["median_s"])
+            assert set(r["speedup_over"]) == {x["implementation"] for x in numpy}
+
+
+def test_relative_errors(report):
+    rep, _, _ = report
+    for run in rep["runs"] + rep["small_arrays"]:
+        assert run["exact_sum_squares"] > 0
+        for r in run["results"]:
+            if r["function"] in ("sum_squares", "sum_squares_scale_"):
+                if r["family"] == "l2fast":
+                    assert 0 <= r["rel_error"] <= 1e-12
+                else:           # float32 loops: rounding, but no gross error
+                    assert 0 <= r["rel_error"] < 1e-3
+            else:
+                assert r["rel_error"] is None
+
+
+def test_small_arrays(report):
+    rep, _, _ = report
+    for run in rep["small_arrays"]:
+        assert run["n_arrays"] == 1000 and run["n_elements"] == 64_000
+        labels = [r["implementation"] for r in run["results"]]
+        assert "l2fast ParamList.sum_squares()" in labels
+        assert "l2fast.sum_squares(list)" in labels
+        assert all(r["function"] == "sum_squares" for r in run["results"])
+        # a call is short, so each sample averages many calls
+        assert max(r["calls_per_sample"] for r in run["results"]) > 1
+
+
+def test_table_printed(report):
+    rep, out, _ = report
+    assert "Memory roof, GB/s" in out
+    for fn in FUNCTIONS:
+        assert fn in out
+    assert "tiny · float32 · 4 arrays, 152,235 elements" in out
+    if rep["machine"]["last_level_cache_bytes"]:
+        assert all(run["fits_in_cache"] for run in rep["runs"])
+        assert "smaller than the last-level cache" in out
+
+
+def test_plot_is_an_image(report):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    _, _, tmp = report
+    # one 640 x 400 panel per thread count, one row per model, a 40-pixel legend
+    assert png_size(tmp / "out.png") == (2 * 640, 400 + 40)
+    pixels = matplotlib.image.imread(tmp / "out.png")
+    assert pixels.shape[:2] == (440, 1280)
+    assert pixels.std() > 0.05        # not a blank canvas
+
+
+def test_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # makes the import fail
+    status = bench.main(["--plot", str(tmp_path / "x.png")])
+    assert status == 2
+    assert "matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shapes", "missing.json"], "missing.json"),
+    (["--repeat", "0"], "--repeat"),
+    (["--roof-mib", "0"], "roof buffer"),
+])
+def test_bad_arguments(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_shape_file(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"params": [{"name": "w", "shape": [3, -1]}]}))
+    assert bench.main(["--shapes", str(path)]) == 2
+    assert "params[0]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["0", "1,x", ""])
+def test_bad_thread_list(text):
+    with pytest.raises(SystemExit):
+        bench.main(["--threads", text])
+
+
+def test_torch_model(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    (tmp_path / "tinynet.py").write_text(
+        "import torch\n"
+        "def build():\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.Linear(20, 10))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out.json"
+    status = bench.main(["--torch-model", "tinynet:build", "--repeat", "1", "--threads", "1",
+                         "--roof-mib", "4", "--no-small", "--json", str(out)])
+    assert status == 0
+    rep = json.loads(out.read_text())
+    (run,) = rep["runs"]
+    assert run["model"] == "build"
+    assert run["n_arrays"] == 4
+    assert run["n_elements"] == 30 * 20 + 20 + 20 * 10 + 10
+    assert "build · float32 · 4 arrays" in capsys.readouterr().out
+
+
+def test_model_choices():
+    with pytest.raises(SystemExit):
+        bench.main(["--model", "vgg16"])
