@@ -187,8 +187,8 @@ def _context(conv, context, call=None):
 
 
 def _value(value):
-    if isinstance(value, bool):
-        raise TypeError("value must be a real number, got a bool")
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"value must be a real number, got {type(value).__qualname__}")
     try:
         v = float(value)
     except (TypeError, ValueError):
