@@ -4,14 +4,22 @@ Notation used in the docstrings: the input is a list of arrays w_1 .. w_L
 (any shapes, float32 or float64), ``||w_i||^2 = sum_k w_i[k]^2`` is the
 squared L2 (Frobenius) norm of one array, and N = sum_i size(w_i).
 """
+from __future__ import annotations
+
 import numbers
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal, SupportsIndex, overload
 
 import numpy as np
 
 from . import _kernels
 from ._interop import as_array
 from ._table import INPLACE, READ, RECORD, Table, set_converter
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ._typing import Arrays, Real, Sums, Threads, View
 
 set_converter(as_array)
 
@@ -53,7 +61,7 @@ def _pairing(dst, src):
     return d, s, dnames
 
 
-def _threads(num_threads):
+def _threads(num_threads: Threads) -> int | None:
     if num_threads is None:
         return None
     if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
@@ -63,7 +71,7 @@ def _threads(num_threads):
     return int(num_threads)
 
 
-def _real(x, what):
+def _real(x: Real, what: str) -> float:
     if not isinstance(x, numbers.Real):
         raise TypeError(f"{what} must be a real number, got {type(x).__qualname__}")
     return float(x)
@@ -96,7 +104,17 @@ def _checked_src(pair, num_threads):
 # Functions
 # ---------------------------------------------------------------------------
 
-def sum_squares(arrays, *, per_array=False, num_threads=None, check_finite=False):
+@overload
+def sum_squares(arrays: Arrays, *, per_array: Literal[False] = ...,
+                num_threads: Threads = ..., check_finite: bool = ...) -> float: ...
+@overload
+def sum_squares(arrays: Arrays, *, per_array: Literal[True],
+                num_threads: Threads = ..., check_finite: bool = ...) -> Sums: ...
+@overload
+def sum_squares(arrays: Arrays, *, per_array: bool,
+                num_threads: Threads = ..., check_finite: bool = ...) -> float | Sums: ...
+def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads = None,
+                check_finite: bool = False) -> float | Sums:
     r"""Sum of squares of every element of a list of arrays, in float64.
 
     .. math:: S = \sum_{i=1}^{L} \|w_i\|^2 = \sum_i \sum_k w_i[k]^2
@@ -146,7 +164,8 @@ def sum_squares(arrays, *, per_array=False, num_threads=None, check_finite=False
     return result
 
 
-def scale_(arrays, factor, *, num_threads=None, check_finite=False):
+def scale_(arrays: Arrays, factor: Real, *, num_threads: Threads = None,
+           check_finite: bool = False) -> None:
     r"""Multiply every array by `factor`, in place: :math:`w_i \leftarrow c\,w_i`.
 
     Decoupled weight decay (AdamW, and SGD on the penalty alone) is
@@ -180,7 +199,8 @@ def scale_(arrays, factor, *, num_threads=None, check_finite=False):
     _kernels.scale(t, factor, _threads(num_threads))
 
 
-def add_scaled_(dst, src, alpha, *, num_threads=None, check_finite=False):
+def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads = None,
+                check_finite: bool = False) -> None:
     r"""Add a multiple of `src` to `dst`, in place: :math:`d_i \leftarrow d_i + \alpha\,s_i`.
 
     The coupled L2 gradient (torch SGD's ``weight_decay``) is
@@ -222,8 +242,17 @@ def add_scaled_(dst, src, alpha, *, num_threads=None, check_finite=False):
     _kernels.add_scaled(t, alpha, _threads(num_threads))
 
 
-def sum_squares_scale_(arrays, factor, *, per_array=False, num_threads=None,
-                       check_finite=False):
+@overload
+def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: Literal[False] = ...,
+                       num_threads: Threads = ..., check_finite: bool = ...) -> float: ...
+@overload
+def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: Literal[True],
+                       num_threads: Threads = ..., check_finite: bool = ...) -> Sums: ...
+@overload
+def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool,
+                       num_threads: Threads = ..., check_finite: bool = ...) -> float | Sums: ...
+def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
+                       num_threads: Threads = None, check_finite: bool = False) -> float | Sums:
     r"""Return the sum of squares and scale in place, in one pass over memory.
 
     .. math:: S = \sum_i \|w_i\|^2 \text{ (values before scaling)},
@@ -299,46 +328,61 @@ class ParamList:
 
     __slots__ = ("_table", "_pair")
 
-    def __init__(self, arrays):
+    def __init__(self, arrays: Arrays) -> None:
         self._table = Table(*_listing(arrays, "arrays"), None, RECORD)
         self._pair = None
 
     @property
-    def arrays(self):
+    def arrays(self) -> tuple[View, ...]:
         return self._table.arrays
 
     @property
-    def names(self):
+    def names(self) -> tuple[str, ...] | None:
         return self._table.names
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self._table.size
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         return self._table.nbytes
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self._table.narrays
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[View]:
         return iter(self._table.arrays)
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: SupportsIndex) -> View: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[View, ...]: ...
+    def __getitem__(self, i: SupportsIndex | slice) -> View | tuple[View, ...]:
         return self._table.arrays[i]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ParamList({len(self)} arrays, size={self.size}, nbytes={self.nbytes})"
 
-    def sum_squares(self, *, per_array=False, num_threads=None, check_finite=False):
+    @overload
+    def sum_squares(self, *, per_array: Literal[False] = ..., num_threads: Threads = ...,
+                    check_finite: bool = ...) -> float: ...
+    @overload
+    def sum_squares(self, *, per_array: Literal[True], num_threads: Threads = ...,
+                    check_finite: bool = ...) -> Sums: ...
+    @overload
+    def sum_squares(self, *, per_array: bool, num_threads: Threads = ...,
+                    check_finite: bool = ...) -> float | Sums: ...
+    def sum_squares(self, *, per_array: bool = False, num_threads: Threads = None,
+                    check_finite: bool = False) -> float | Sums:
         """`sum_squares` of the arrays: sum_i ||w_i||^2, in float64."""
         result = _kernels.sum_squares(self._table, _threads(num_threads), bool(per_array))
         if check_finite and not np.isfinite(result).all():
             _require_finite(self._table, _threads(num_threads))
         return result
 
-    def scale_(self, factor, *, num_threads=None, check_finite=False):
+    def scale_(self, factor: Real, *, num_threads: Threads = None,
+               check_finite: bool = False) -> None:
         """`scale_` of the arrays: w_i *= factor, in place."""
         self._table.check_inplace()
         factor = _real(factor, "factor")
@@ -346,8 +390,19 @@ class ParamList:
             _require_finite(self._table, _threads(num_threads))
         _kernels.scale(self._table, factor, _threads(num_threads))
 
-    def sum_squares_scale_(self, factor, *, per_array=False, num_threads=None,
-                           check_finite=False):
+    @overload
+    def sum_squares_scale_(self, factor: Real, *, per_array: Literal[False] = ...,
+                           num_threads: Threads = ..., check_finite: bool = ...) -> float: ...
+    @overload
+    def sum_squares_scale_(self, factor: Real, *, per_array: Literal[True],
+                           num_threads: Threads = ..., check_finite: bool = ...) -> Sums: ...
+    @overload
+    def sum_squares_scale_(self, factor: Real, *, per_array: bool,
+                           num_threads: Threads = ...,
+                           check_finite: bool = ...) -> float | Sums: ...
+    def sum_squares_scale_(self, factor: Real, *, per_array: bool = False,
+                           num_threads: Threads = None,
+                           check_finite: bool = False) -> float | Sums:
         """`sum_squares_scale_` of the arrays: sum of squares before w_i *= factor."""
         self._table.check_inplace()
         factor = _real(factor, "factor")
@@ -356,7 +411,8 @@ class ParamList:
         return _kernels.sum_squares_scale(self._table, factor, _threads(num_threads),
                                           bool(per_array))
 
-    def add_scaled_(self, src, alpha, *, num_threads=None, check_finite=False):
+    def add_scaled_(self, src: Arrays, alpha: Real, *, num_threads: Threads = None,
+                    check_finite: bool = False) -> None:
         """`add_scaled_` with these arrays as dst: d_i += alpha * s_i, in place.
 
         `src` is a ParamList, a list or a dict.  The pairing with a ParamList

@@ -1,7 +1,10 @@
 """show_config(): what l2fast was built with and what it runs on."""
+from __future__ import annotations
+
 import os
 import platform
 import sys
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -9,7 +12,7 @@ from . import _kernels
 from ._version import __version__
 
 
-def _openmp_runtime(path):
+def _openmp_runtime(path: str | None) -> tuple[str | None, str | None]:
     """(path, version) of the OpenMP library, the version read off its file name."""
     if not path:
         return None, None
@@ -23,7 +26,7 @@ def _openmp_runtime(path):
     return real, version
 
 
-def config():
+def config() -> dict[str, Any]:
     """The configuration as a dict (what `show_config` prints)."""
     info = _kernels.build_info()
     path, version = _openmp_runtime(info["openmp_library"])
@@ -57,7 +60,13 @@ def config():
     }
 
 
-def show_config(mode="stdout"):
+@overload
+def show_config(mode: Literal["stdout"] = ...) -> None: ...
+@overload
+def show_config(mode: Literal["dicts"]) -> dict[str, Any]: ...
+@overload
+def show_config(mode: str) -> dict[str, Any] | None: ...
+def show_config(mode: str = "stdout") -> dict[str, Any] | None:
     """Print (or return, with ``mode="dicts"``) l2fast's build and runtime configuration.
 
     Reports the l2fast, Python and NumPy versions, the compiler and flags the
