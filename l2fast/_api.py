@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal, SupportsIndex, overload
+from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
 
 import numpy as np
 
@@ -30,7 +30,7 @@ __all__ = ["sum_squares", "scale_", "add_scaled_", "sum_squares_scale_", "ParamL
 # Argument handling
 # ---------------------------------------------------------------------------
 
-def _listing(arrays, what):
+def _listing(arrays: Arrays, what: str) -> tuple[tuple[Any, ...], tuple[str, ...] | None]:
     """(tuple of arrays, tuple of names or None) from a list, a dict, one array
     or a ParamList."""
     if isinstance(arrays, ParamList):
@@ -45,7 +45,7 @@ def _listing(arrays, what):
     return tuple(arrays), None
 
 
-def _pairing(dst, src):
+def _pairing(dst: Arrays, src: Arrays) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...] | None]:
     """dst and src listed and paired: by key when both are dicts, else by position."""
     d, dnames = _listing(dst, "dst")
     if isinstance(dst, Mapping) and isinstance(src, Mapping):
@@ -77,7 +77,8 @@ def _real(x: Real, what: str) -> float:
     return float(x)
 
 
-def _require_finite(table, num_threads, arrays=None, names=None, base=None):
+def _require_finite(table: Table, num_threads: int | None, arrays: tuple[Any, ...] | None = None,
+                    names: tuple[str, ...] | None = None, base: str | None = None) -> None:
     """Raise FloatingPointError naming the first array with a NaN or an Inf.
 
     A read-only pass: its per-array sums of squares are finite exactly when the
@@ -93,7 +94,7 @@ def _require_finite(table, num_threads, arrays=None, names=None, base=None):
                                      "no array was changed")
 
 
-def _checked_src(pair, num_threads):
+def _checked_src(pair: Table, num_threads: int | None) -> None:
     """check_finite for add_scaled_: both dst and src values must be finite."""
     _require_finite(pair, num_threads)
     _require_finite(Table(pair.src, pair.names, None, READ), num_threads,
@@ -328,6 +329,9 @@ class ParamList:
 
     __slots__ = ("_table", "_pair")
 
+    _table: Table
+    _pair: tuple[Arrays, Table] | None
+
     def __init__(self, arrays: Arrays) -> None:
         self._table = Table(*_listing(arrays, "arrays"), None, RECORD)
         self._pair = None
@@ -425,7 +429,7 @@ class ParamList:
             _checked_src(pair, _threads(num_threads))
         _kernels.add_scaled(pair, alpha, _threads(num_threads))
 
-    def _pair_with(self, src):
+    def _pair_with(self, src: Arrays) -> Table:
         if self._pair is not None and self._pair[0] is src:
             return self._pair[1]
         named_src = isinstance(src, Mapping) or (isinstance(src, ParamList) and
