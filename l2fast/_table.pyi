@@ -4,6 +4,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self, disjoint_base
 
 READ: int
 INPLACE: int
@@ -11,7 +12,11 @@ RECORD: int
 
 def set_converter(f: Callable[[Any, str, bool], npt.NDArray[Any]]) -> None: ...
 
+@disjoint_base
 class Table:
+    def __new__(cls, arrays: tuple[Any, ...], names: tuple[str, ...] | None = None,
+                src: tuple[Any, ...] | None = None, mode: int = 0,
+                dst_label: str = "arrays", src_label: str = "src") -> Self: ...
     @property
     def narrays(self) -> int: ...
     @property
@@ -36,7 +41,4 @@ class Table:
     def npieces(self) -> int: ...
     @property
     def nitems(self) -> int: ...
-    def __init__(self, arrays: tuple[Any, ...], names: tuple[str, ...] | None = None,
-                 src: tuple[Any, ...] | None = None, mode: int = 0,
-                 dst_label: str = "arrays", src_label: str = "src") -> None: ...
     def check_inplace(self) -> None: ...
