@@ -109,6 +109,7 @@ def test_show_config_reports_build_runtime_and_simd():
             library = Path(rt["library"])
             assert library.is_absolute() and library.is_file()
             assert re.match(r"(lib)?(gomp|omp|iomp5)[-.]", library.name), library.name
+        if sys.platform.startswith("linux"):  # the soname carries the version
             assert rt["version"] and rt["version"][0].isdigit()
     else:
         assert build["openmp_spec"] is None
@@ -161,10 +162,13 @@ def test_repaired_wheel_loads_its_own_openmp_runtime():
 @needs_openmp
 def test_threadpoolctl_lists_l2fast_openmp_runtime():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    ours = os.path.realpath(CONFIG["openmp_runtime"]["library"])
+    library = CONFIG["openmp_runtime"]["library"]
     found = [os.path.realpath(p["filepath"]) for p in threadpoolctl.threadpool_info()
              if p["user_api"] == "openmp"]
-    assert ours in found
+    if library is None:  # no dladdr to find it by (Windows): MSVC's vcomp
+        assert any(os.path.basename(p).lower().startswith("vcomp") for p in found), found
+    else:
+        assert os.path.realpath(library) in found
 
 
 @needs_openmp
