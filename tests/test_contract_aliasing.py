@@ -304,3 +304,18 @@ def test_paramlist_of_overlapping_arrays_sums_but_refuses_in_place():
         with pytest.raises(ValueError, match=r"\[0\] and \w+\[1\]"):
             method()
         assert buf.tobytes() == before
+
+
+def test_interleaved_stride_tricks_view_is_conservatively_rejected():
+    """The self-overlap test is sufficient, not exact: a stride-tricks view
+    whose strides interleave (offsets 0, 3, 2, 5, 4, 7 elements: all distinct)
+    is refused for writing.  Ordinary slices, transposes and reshapes never are."""
+    base = dyadic(16)
+    view = as_strided(base, (3, 2), (16, 24))
+    offsets = {(i * 16 + j * 24) // 8 for i in range(3) for j in range(2)}
+    assert len(offsets) == 6                          # no element repeats
+    assert l2fast.sum_squares(view) == ref_ssq([view])
+    before = base.tobytes()
+    with pytest.raises(ValueError, match="share memory"):
+        l2fast.scale_(view, 2.0)
+    assert base.tobytes() == before

@@ -232,3 +232,14 @@ def test_float32_values_whose_squares_underflow_float32():
     assert np.float32(w[0]) * np.float32(w[0]) == 0
     assert l2fast.sum_squares(w) == exact
     assert l2fast.sum_squares(w.astype(np.float64)) == exact
+
+
+def test_check_finite_checks_the_arrays_not_the_factor():
+    """check_finite is about the values of the arrays; a non-finite factor or
+    alpha is applied as given (and makes the results non-finite)."""
+    w = np.array([1.0, 0.0])
+    l2fast.scale_(w, np.inf, check_finite=True)
+    assert same(w, [np.inf, np.nan])
+    d = np.ones(2)
+    l2fast.add_scaled_(d, np.ones(2), np.nan, check_finite=True)
+    assert np.isnan(d).all()
