@@ -361,10 +361,15 @@ cdef bint _allowed(Table t, Extent x, Extent y):
         return True
     if x.role == y.role or x.idx != y.idx:
         return False
+    cdef int d
     a = <cnp.ndarray> t.arrays[x.idx]
     b = <cnp.ndarray> t.src[x.idx]
-    return (cnp.PyArray_DATA(a) == cnp.PyArray_DATA(b) and
-            cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(b) and a.strides == b.strides)
+    if cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) or cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b):
+        return False
+    for d in range(cnp.PyArray_NDIM(a)):  # shapes are equal: checked before
+        if cnp.PyArray_DIMS(a)[d] > 1 and cnp.PyArray_STRIDES(a)[d] != cnp.PyArray_STRIDES(b)[d]:
+            return False
+    return True
 
 
 cdef str _overlap_message(Table t, Extent x, Extent y):
