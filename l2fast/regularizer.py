@@ -246,9 +246,13 @@ class L2:
             return hit
         sel = self._make_selection(params, names, values)
         if isinstance(params, ParamList) or all(type(v) is np.ndarray for v in values):
-            if len(self._cache) >= _CACHE_SIZE:
-                del self._cache[next(iter(self._cache))]
-            self._cache[key] = sel
+            cache = self._cache
+            if len(cache) >= _CACHE_SIZE:
+                try:  # the oldest entry; another thread may have removed it first
+                    del cache[next(iter(cache))]
+                except (KeyError, RuntimeError, StopIteration):
+                    pass
+            cache[key] = sel
         return sel
 
     def _make_selection(self, params, names, values):

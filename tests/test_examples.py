@@ -88,11 +88,20 @@ def test_conventions_numbers_small():
                                                   ("512", "25", "0.256")]
 
 
+def _last_digit(s):
+    """The value of one unit in the last printed digit of s ("3.38" -> 0.01)."""
+    mantissa, _, exponent = s.replace(",", "").lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
 def _numbers_close(a, b):
+    """Equal up to one unit in the last printed digit; values under 1e-8 are
+    rounding noise (residuals, finite differences) and not compared."""
     x, y = float(a.replace(",", "")), float(b.replace(",", ""))
-    if abs(x) < 1e-8 and abs(y) < 1e-8:   # rounding noise (residuals, finite differences)
+    if abs(x) < 1e-8 and abs(y) < 1e-8:
         return True
-    return abs(x - y) <= 1e-3 * max(abs(x), abs(y))
+    return abs(x - y) <= 1.01 * max(_last_digit(a), _last_digit(b))
 
 
 def test_doc_quotes_the_current_numbers():
