@@ -50,15 +50,22 @@ Examples
 >>> conventions.convert(1e-4, "sklearn_mlp", "keras", batch_size=200)
 2.5e-07
 """
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._typing import Real
 
 __all__ = ["Convention", "CONVENTIONS", "ALIASES", "CONTEXT", "convert", "coef", "table", "names"]
 
 #: What each context key means, for error messages and the table.
-CONTEXT = {
+CONTEXT: dict[str, str] = {
     "m": "the number of training samples",
     "N": "the number of parameters (elements of the penalised arrays)",
     "batch_size": "the number of samples in one gradient step (minibatch size)",
@@ -93,16 +100,17 @@ class Convention:
     value: str
     rule: str
     coef: str
-    needs: tuple
+    needs: tuple[str, ...]
     where: str
-    _factor: object = None  # ctx (dict of Fraction) -> Fraction, c = value * factor
+    # context (dict of Fractions) -> Fraction; value * factor = c
+    _factor: Callable[[dict[str, Fraction]], Fraction]
 
-    def factor(self, **context):
+    def factor(self, **context: Real) -> Fraction:
         """c / value for this convention, as an exact Fraction (see `coef`)."""
         return self._factor(_context(self, context))
 
 
-def _sqrt(q):
+def _sqrt(q: Fraction) -> Fraction:
     """sqrt(q) for a positive Fraction, as a Fraction within 2**-128 relative."""
     k = 128 + max(0, q.denominator.bit_length() - q.numerator.bit_length())
     num = math.isqrt((q.numerator << (2 * k)) // q.denominator)
@@ -137,18 +145,18 @@ _LIST = [
 ]
 
 #: The conventions by name.
-CONVENTIONS = {c.name: c for c in _LIST}
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in _LIST}
 
 #: l2fast's own scale names, as `L2(scale=...)` spells them.
-ALIASES = {"samples": "ng", "params": "per_param", "none": "tf_l2_loss", "batch": "bengio_batch"}
+ALIASES: dict[str, str] = {"samples": "ng", "params": "per_param", "none": "tf_l2_loss", "batch": "bengio_batch"}
 
 
-def names():
+def names() -> list[str]:
     """The convention names `convert` takes (aliases not included)."""
     return list(CONVENTIONS)
 
 
-def _lookup(name, role):
+def _lookup(name: Any, role: str) -> Convention:
     if isinstance(name, str):
         key = ALIASES.get(name, name)
         if key in CONVENTIONS:
@@ -157,7 +165,7 @@ def _lookup(name, role):
                      f"(and l2fast's scale names {', '.join(ALIASES)})")
 
 
-def _positive(key, x):
+def _positive(key: str, x: Any) -> Fraction:
     if isinstance(x, bool):
         raise TypeError(f"{key} must be a positive number, got {x!r}")
     try:
@@ -170,7 +178,8 @@ def _positive(key, x):
     return q
 
 
-def _context(conv, context, call=None):
+def _context(conv: Convention, context: dict[str, Any],
+             call: str | None = None) -> dict[str, Fraction]:
     """The context keys `conv` needs, as Fractions; ValueError for a missing or bad one."""
     unknown = [k for k in context if k not in CONTEXT]
     if unknown:
@@ -186,7 +195,7 @@ def _context(conv, context, call=None):
     return out
 
 
-def _value(value):
+def _value(value: Any) -> Fraction:
     if isinstance(value, (bool, str, bytes)):
         raise TypeError(f"value must be a real number, got {type(value).__qualname__}")
     try:
@@ -198,7 +207,7 @@ def _value(value):
     return Fraction.from_float(v)
 
 
-def convert(value, src, dst, **context):
+def convert(value: Real, src: str, dst: str, **context: Real) -> float:
     r"""Convert a regularisation strength from one convention to another.
 
     The result gives the same per-weight coefficient c (see the module
@@ -248,7 +257,7 @@ def convert(value, src, dst, **context):
     return float(v * fa / fb)
 
 
-def coef(value, src, **context):
+def coef(value: Real, src: str, **context: Real) -> float:
     """The per-weight coefficient c of `value` in convention `src`.
 
     ``convert(value, src, "torch_sgd")``: the number multiplying w in the
@@ -264,7 +273,7 @@ def coef(value, src, **context):
     return convert(value, src, "torch_sgd", **context)
 
 
-def table():
+def table() -> str:
     """The conventions side by side, with formulas, as a printable table.
 
     Returns
@@ -285,7 +294,7 @@ def table():
             for c in _LIST]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
 
-    def line(cells):
+    def line(cells: list[str]) -> str:
         return "| " + " | ".join(s.ljust(w) for s, w in zip(cells, widths)) + " |"
 
     out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]

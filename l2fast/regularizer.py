@@ -13,13 +13,21 @@ and :math:`c` is set by the scale: :math:`\lambda/m` (``"samples"``),
 :math:`\lambda B/m` (``"batch"``).  Every method is one call of a core
 kernel on the selected arrays.
 """
+from __future__ import annotations
+
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ._api import ParamList, _real, _threads, add_scaled_
+
+if TYPE_CHECKING:
+    from ._typing import Arrays, Real, Threads
+
+    Exclude = Callable[[Any, Any], bool] | Sequence[bool] | None
 
 __all__ = ["L2", "no_decay_1d"]
 
@@ -37,7 +45,7 @@ _EXAMPLE = {"samples": "L2(lam, scale='samples', m=60000)",
 _CACHE_SIZE = 4
 
 
-def no_decay_1d(name, array):
+def no_decay_1d(name: Any, array: Any) -> bool:
     """True for arrays with at most one dimension: biases and norm weights.
 
     The usual `exclude` for `L2`: biases, LayerNorm/BatchNorm scales and
@@ -54,7 +62,7 @@ def no_decay_1d(name, array):
     -------
     bool
     """
-    return array.ndim <= 1
+    return bool(array.ndim <= 1)
 
 
 class _Selection:
@@ -62,7 +70,8 @@ class _Selection:
 
     __slots__ = ("arrays", "positions", "keys", "total", "owner")
 
-    def __init__(self, arrays, positions, keys, total, owner):
+    def __init__(self, arrays: ParamList, positions: tuple[int, ...] | None,
+                 keys: tuple[Any, ...] | None, total: int, owner: object) -> None:
         self.arrays = arrays        # ParamList of the selected arrays
         self.positions = positions  # tuple of selected indices, or None for all
         self.keys = keys            # tuple of selected keys (dict input), or None
@@ -70,13 +79,13 @@ class _Selection:
         self.owner = owner          # the inputs, kept alive while cached
 
 
-def _pick(seq, idx):
+def _pick(seq: Any, idx: Sequence[Any]) -> tuple[Any, ...]:
     """seq[i] for i in idx, as a tuple (operator.itemgetter, without the
     one-item special case)."""
     if not idx:
         return ()
     got = operator.itemgetter(*idx)(seq)
-    return (got,) if len(idx) == 1 else got
+    return (got,) if len(idx) == 1 else tuple(got)
 
 
 class L2:
@@ -162,14 +171,17 @@ class L2:
     (array([[2.7, 3.6]]), array([1.]))
     """
 
-    def __init__(self, lam, scale="samples", *, m=None, batch_size=None, exclude=None,
-                 num_threads=None, check_finite=False):
+    def __init__(self, lam: Real,
+                 scale: Literal["samples", "params", "none", "batch"] = "samples", *,
+                 m: Real | None = None, batch_size: Real | None = None,
+                 exclude: Exclude = None, num_threads: Threads = None,
+                 check_finite: bool = False) -> None:
         if scale not in SCALES:
             known = "; ".join(f"{k!r}: {v}" for k, v in SCALES.items())
             raise ValueError(f"unknown scale {scale!r}; known scales are {known}")
         self.lam = self._number(lam, "lam", allow_zero=True)
         self.scale = scale
-        given = {"m": m, "batch_size": batch_size}
+        given: dict[str, Any] = {"m": m, "batch_size": batch_size}
         for key, value in given.items():
             if key in _NEEDS[scale]:
                 if value is None:
@@ -180,8 +192,8 @@ class L2:
             elif value is not None:
                 raise ValueError(f"scale={scale!r} does not use {key} (the penalty is "
                                  f"{SCALES[scale]}); leave it out")
-        self.m = given["m"]
-        self.batch_size = given["batch_size"]
+        self.m: float | None = given["m"]
+        self.batch_size: float | None = given["batch_size"]
         if exclude is not None and not callable(exclude):
             if isinstance(exclude, (str, bytes, Mapping)) or not hasattr(exclude, "__len__"):
                 raise TypeError("exclude must be a predicate exclude(name, array) -> bool or "
@@ -195,17 +207,17 @@ class L2:
         self.exclude = exclude
         self.num_threads = _threads(num_threads)
         self.check_finite = bool(check_finite)
-        self._cache = {}
+        self._cache: dict[tuple[Any, ...], _Selection] = {}
 
     @staticmethod
-    def _number(x, what, allow_zero=False):
+    def _number(x: Any, what: str, allow_zero: bool = False) -> float:
         v = _real(x, what)
         if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
             need = "finite and >= 0" if allow_zero else "finite and > 0"
             raise ValueError(f"{what} must be {need}, got {x!r}")
         return v
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = [f"{self.lam!r}", f"scale={self.scale!r}"]
         if self.m is not None:
             parts.append(f"m={self.m!r}")
@@ -218,17 +230,18 @@ class L2:
 
     # -- selection ---------------------------------------------------------
 
-    def clear_cache(self):
+    def clear_cache(self) -> None:
         """Forget the params objects seen so far (and release their arrays)."""
         self._cache.clear()
 
-    def _select(self, params):
+    def _select(self, params: Any) -> _Selection:
         """The _Selection of `params`: from the cache, or made and maybe cached."""
         if isinstance(params, ParamList):
             if self.exclude is None:
                 return _Selection(params, None, params.names, len(params), params)
-            key = ("ParamList", id(params))
-            names, values = params.names, params.arrays
+            key: tuple[Any, ...] = ("ParamList", id(params))
+            names: tuple[Any, ...] | None = params.names
+            values: tuple[Any, ...] = params.arrays
         elif isinstance(params, Mapping):
             names, values = tuple(params), tuple(params.values())
             key = (names, tuple(map(id, values)))
@@ -255,9 +268,11 @@ class L2:
             cache[key] = sel
         return sel
 
-    def _make_selection(self, params, names, values):
+    def _make_selection(self, params: Any, names: tuple[Any, ...] | None,
+                        values: tuple[Any, ...]) -> _Selection:
         n = len(values)
         ex = self.exclude
+        keep: Sequence[int]
         if ex is None:
             keep = range(n)
         elif callable(ex):
@@ -279,9 +294,11 @@ class L2:
             arrays = ParamList(list(chosen))
         return _Selection(arrays, positions, keys, n, (params, values))
 
-    def _grads(self, grads, sel):
+    def _grads(self, grads: Any, sel: _Selection) -> dict[Any, Any] | list[Any]:
         """The gradient arrays paired with the selected params: by key when
         both are named, else by position."""
+        gnames: tuple[Any, ...] | None
+        gvalues: tuple[Any, ...] | None
         if isinstance(grads, ParamList):
             gnames, gvalues = grads.names, grads.arrays
         elif isinstance(grads, Mapping):
@@ -291,7 +308,7 @@ class L2:
         else:
             gnames, gvalues = None, tuple(grads)
         if gnames is not None and sel.keys is not None:
-            source = grads if isinstance(grads, Mapping) else dict(zip(gnames, gvalues))
+            source = grads if isinstance(grads, Mapping) else dict(zip(gnames, gvalues or ()))
             missing = [k for k in sel.keys if k not in source]
             if missing:
                 raise ValueError(f"grads has no array named {missing[0]!r} (params has one)")
@@ -308,14 +325,14 @@ class L2:
 
     # -- the arithmetic ----------------------------------------------------
 
-    def _coef(self, sel):
-        s = self.scale
-        if s == "samples":
-            return self.lam / self.m
+    def _coef(self, sel: _Selection | None) -> float:
+        s, m, b = self.scale, self.m, self.batch_size
+        if s == "samples" and m is not None:
+            return self.lam / m
         if s == "none":
             return self.lam
-        if s == "batch":
-            return self.lam * self.batch_size / self.m
+        if s == "batch" and m is not None and b is not None:
+            return self.lam * b / m
         if sel is None:
             raise ValueError("scale='params' divides lam by N, the number of elements of the "
                              "arrays penalised: call coef(params)")
@@ -325,7 +342,7 @@ class L2:
                              "penalised, and no array is penalised (all are excluded)")
         return self.lam / n
 
-    def coef(self, params=None):
+    def coef(self, params: Arrays | None = None) -> float:
         r"""The per-weight coefficient c: :math:`\nabla_{w} P = c\,w`.
 
         Parameters
@@ -347,7 +364,7 @@ class L2:
         """
         return self._coef(None if params is None else self._select(params))
 
-    def penalty(self, params):
+    def penalty(self, params: Arrays) -> float:
         r"""The penalty :math:`P = \frac{c}{2}\sum_i \|w_i\|^2`.
 
         Parameters
@@ -366,7 +383,7 @@ class L2:
         return 0.5 * c * sel.arrays.sum_squares(num_threads=self.num_threads,
                                                 check_finite=self.check_finite)
 
-    def grad_(self, grads, params):
+    def grad_(self, grads: Arrays, params: Arrays) -> None:
         r"""Add the penalty's gradient to `grads`, in place: :math:`g_i \mathrel{+}= c\,w_i`.
 
         Coupled L2, as ``torch.optim.SGD(weight_decay=c)`` does it.
@@ -397,7 +414,7 @@ class L2:
         add_scaled_(self._grads(grads, sel), sel.arrays, c, num_threads=self.num_threads,
                     check_finite=self.check_finite)
 
-    def decay_(self, params, lr):
+    def decay_(self, params: Arrays, lr: Real) -> None:
         r"""Decoupled weight decay, in place: :math:`w_i \leftarrow (1 - \text{lr}\,c)\,w_i`.
 
         As ``torch.optim.AdamW(lr=lr, weight_decay=c)`` does it before its
@@ -414,7 +431,7 @@ class L2:
         factor = 1.0 - _real(lr, "lr") * self._coef(sel)
         sel.arrays.scale_(factor, num_threads=self.num_threads, check_finite=self.check_finite)
 
-    def penalty_decay_(self, params, lr):
+    def penalty_decay_(self, params: Arrays, lr: Real) -> float:
         r"""Return the penalty, then decay: one pass over the weights.
 
         .. math:: P = \frac{c}{2}\sum_i\|w_i\|^2 \text{ (before)},

@@ -7,7 +7,6 @@ import weakref
 import numpy as np
 import pytest
 
-import l2fast
 from l2fast import L2, ParamList, no_decay_1d
 
 from conftest import exact_sum_squares
