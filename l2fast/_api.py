@@ -6,6 +6,7 @@ squared L2 (Frobenius) norm of one array, and N = sum_i size(w_i).
 """
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
@@ -71,9 +72,11 @@ def _threads(num_threads: Threads) -> int | None:
     return int(num_threads)
 
 
-def _real(x: Real, what: str) -> float:
+def _real(x: Real, what: str, check_finite: bool) -> float:
     if not isinstance(x, numbers.Real):
         raise TypeError(f"{what} must be a real number, got {type(x).__qualname__}")
+    if check_finite and not math.isfinite(x):
+        raise FloatingPointError(f"{what} is {x}, not finite; no array was changed")
     return float(x)
 
 
@@ -183,7 +186,7 @@ def scale_(arrays: Arrays, factor: Real, *, num_threads: Threads = None,
         As in `sum_squares`.
     check_finite : bool, default False
         Raise FloatingPointError, before anything is written, if an array
-        holds a NaN or an Inf.
+        holds a NaN or an Inf, or `factor` is not finite.
 
     Raises
     ------
@@ -194,7 +197,7 @@ def scale_(arrays: Arrays, factor: Real, *, num_threads: Threads = None,
         a broadcast view) overlap in memory.  No array is changed.
     """
     t = Table(*_listing(arrays, "arrays"), None, INPLACE)
-    factor = _real(factor, "factor")
+    factor = _real(factor, "factor", check_finite)
     if check_finite:
         _require_finite(t, _threads(num_threads))
     _kernels.scale(t, factor, _threads(num_threads))
@@ -225,7 +228,7 @@ def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads =
         As in `sum_squares`.
     check_finite : bool, default False
         Raise FloatingPointError, before anything is written, if a dst or
-        src array holds a NaN or an Inf.
+        src array holds a NaN or an Inf, or `alpha` is not finite.
 
     Raises
     ------
@@ -237,7 +240,7 @@ def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads =
     """
     d, s, names = _pairing(dst, src)
     t = Table(d, names, s, INPLACE, "dst", "src")
-    alpha = _real(alpha, "alpha")
+    alpha = _real(alpha, "alpha", check_finite)
     if check_finite:
         _checked_src(t, _threads(num_threads))
     _kernels.add_scaled(t, alpha, _threads(num_threads))
@@ -271,7 +274,7 @@ def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
         As in `sum_squares`.
     check_finite : bool, default False
         Raise FloatingPointError, before anything is written, if an array
-        holds a NaN or an Inf.
+        holds a NaN or an Inf, or `factor` is not finite.
 
     Returns
     -------
@@ -279,7 +282,7 @@ def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
         S, bitwise equal to ``sum_squares(arrays)`` called before scaling.
     """
     t = Table(*_listing(arrays, "arrays"), None, INPLACE)
-    factor = _real(factor, "factor")
+    factor = _real(factor, "factor", check_finite)
     if check_finite:
         _require_finite(t, _threads(num_threads))
     return _kernels.sum_squares_scale(t, factor, _threads(num_threads), bool(per_array))
@@ -389,7 +392,7 @@ class ParamList:
                check_finite: bool = False) -> None:
         """`scale_` of the arrays: w_i *= factor, in place."""
         self._table.check_inplace()
-        factor = _real(factor, "factor")
+        factor = _real(factor, "factor", check_finite)
         if check_finite:
             _require_finite(self._table, _threads(num_threads))
         _kernels.scale(self._table, factor, _threads(num_threads))
@@ -409,7 +412,7 @@ class ParamList:
                            check_finite: bool = False) -> float | Sums:
         """`sum_squares_scale_` of the arrays: sum of squares before w_i *= factor."""
         self._table.check_inplace()
-        factor = _real(factor, "factor")
+        factor = _real(factor, "factor", check_finite)
         if check_finite:
             _require_finite(self._table, _threads(num_threads))
         return _kernels.sum_squares_scale(self._table, factor, _threads(num_threads),
@@ -424,7 +427,7 @@ class ParamList:
         """
         pair = self._pair_with(src)
         pair.check_inplace()
-        alpha = _real(alpha, "alpha")
+        alpha = _real(alpha, "alpha", check_finite)
         if check_finite:
             _checked_src(pair, _threads(num_threads))
         _kernels.add_scaled(pair, alpha, _threads(num_threads))

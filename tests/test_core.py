@@ -345,3 +345,19 @@ def test_exact_references_agree():
     x = [rng.standard_normal(100_000) * 10.0 ** rng.integers(-30, 30, 100_000),
          rng.standard_normal(999).astype(np.float32)]
     assert exact_sum_squares(x) == pytest.approx(fsum_sum_squares(x), rel=1e-15)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_check_finite_rejects_a_non_finite_factor(bad):
+    w = np.ones(4)
+    with pytest.raises(FloatingPointError, match="factor"):
+        l2fast.scale_([w], bad, check_finite=True)
+    with pytest.raises(FloatingPointError, match="factor"):
+        l2fast.sum_squares_scale_([w], bad, check_finite=True)
+    with pytest.raises(FloatingPointError, match="alpha"):
+        l2fast.add_scaled_([w], [np.ones(4)], bad, check_finite=True)
+    with pytest.raises(FloatingPointError, match="factor"):
+        l2fast.ParamList([w]).scale_(bad, check_finite=True)
+    assert w.tolist() == [1.0] * 4
+    l2fast.scale_([w], bad)  # without the check, IEEE arithmetic
+    assert not np.isfinite(w).any() or bad != bad
