@@ -234,12 +234,18 @@ def test_float32_values_whose_squares_underflow_float32():
     assert l2fast.sum_squares(w.astype(np.float64)) == exact
 
 
-def test_check_finite_checks_the_arrays_not_the_factor():
-    """check_finite is about the values of the arrays; a non-finite factor or
-    alpha is applied as given (and makes the results non-finite)."""
+def test_check_finite_checks_the_factor_too():
+    """check_finite refuses a non-finite factor or alpha before anything is
+    written; without it the factor is applied as given (IEEE arithmetic)."""
     w = np.array([1.0, 0.0])
-    l2fast.scale_(w, np.inf, check_finite=True)
-    assert same(w, [np.inf, np.nan])
+    with pytest.raises(FloatingPointError, match="factor is inf"):
+        l2fast.scale_(w, np.inf, check_finite=True)
+    assert same(w, [1.0, 0.0])
     d = np.ones(2)
-    l2fast.add_scaled_(d, np.ones(2), np.nan, check_finite=True)
+    with pytest.raises(FloatingPointError, match="alpha is nan"):
+        l2fast.add_scaled_(d, np.ones(2), np.nan, check_finite=True)
+    assert same(d, [1.0, 1.0])
+    l2fast.scale_(w, np.inf)
+    assert same(w, [np.inf, np.nan])
+    l2fast.add_scaled_(d, np.ones(2), np.nan)
     assert np.isnan(d).all()
