@@ -6,6 +6,7 @@ squared L2 (Frobenius) norm of one array, and N = sum_i size(w_i).
 """
 from __future__ import annotations
 
+import array
 import math
 import numbers
 from collections.abc import Mapping
@@ -36,7 +37,7 @@ def _listing(arrays: Arrays, what: str) -> tuple[tuple[Any, ...], tuple[str, ...
     or a ParamList."""
     if isinstance(arrays, ParamList):
         return arrays.arrays, arrays.names
-    if isinstance(arrays, np.ndarray) or hasattr(arrays, "__dlpack__"):
+    if isinstance(arrays, (np.ndarray, memoryview, array.array)) or hasattr(arrays, "__dlpack__"):
         return (arrays,), None
     if isinstance(arrays, Mapping):
         return tuple(arrays.values()), tuple(str(k) for k in arrays)

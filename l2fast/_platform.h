@@ -25,6 +25,19 @@ static const char *l2f_openmp_library(void) {
         return info.dli_fname;
     return "";
 }
+#elif defined(_OPENMP) && defined(_WIN32)
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+static const char *l2f_openmp_library(void) {
+    static char path[MAX_PATH];
+    HMODULE h;
+    if (GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS |
+                           GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                           (LPCSTR)&omp_get_max_threads, &h) &&
+        GetModuleFileNameA(h, path, sizeof path))
+        return path;
+    return "";
+}
 #else
 static const char *l2f_openmp_library(void) { return ""; }
 #endif
