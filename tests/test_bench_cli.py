@@ -67,6 +67,8 @@ def test_report_structure(report):
     assert rep["settings"]["models"] == ["tiny"]
     assert rep["machine"]["logical_cpus"] >= 1
     assert rep["machine"]["l2fast_config"]["l2fast"] == rep["l2fast"]
+    busy = rep["machine"]["other_processes_cpu_share"]
+    assert busy is None or 0 <= busy <= 1
     assert [r["threads"] for r in rep["runs"]] == [1, 2]
     assert [r["threads"] for r in rep["small_arrays"]] == [1, 2]
     for run in rep["runs"]:
