@@ -358,6 +358,7 @@ def run_workload(wl, case_list, threads, repeat, roof, llc, use_torch, progress=
             moved = bc.bytes_moved(function, wl)
             numpy_times = {c.label: m for c, m in zip(group, medians) if c.family == "numpy"}
             baseline = next(iter(numpy_times.values()), None)
+            footprint = wl.nbytes * (2 if function == "add_scaled_" else 1)
             for case, m, smp, k, err in zip(group, medians, samples, calls, errors):
                 gbps = moved / m / 1e9
                 results.append({
@@ -371,6 +372,8 @@ def run_workload(wl, case_list, threads, repeat, roof, llc, use_torch, progress=
                     "samples_s": smp,
                     "calls_per_sample": k,
                     "bytes": moved,
+                    "footprint_bytes": footprint,
+                    "fits_in_cache": bool(llc and footprint <= llc),
                     "gbps": gbps,
                     "roof_pattern": pattern,
                     "roof_share": gbps / roof[pattern]["gbps"] if roof else None,
@@ -380,7 +383,6 @@ def run_workload(wl, case_list, threads, repeat, roof, llc, use_torch, progress=
                 })
             if progress:
                 progress.step(f"{wl.name} {wl.dtype} {threads}T {function}")
-    touched = wl.nbytes * (2 if any(c.function == "add_scaled_" for c in case_list) else 1)
     return {
         "model": wl.name,
         "dtype": str(wl.dtype),
@@ -389,7 +391,7 @@ def run_workload(wl, case_list, threads, repeat, roof, llc, use_torch, progress=
         "n_elements": wl.size,
         "nbytes": wl.nbytes,
         "exact_sum_squares": wl.exact,
-        "fits_in_cache": bool(llc and touched <= llc),
+        "fits_in_cache": bool(llc and wl.nbytes <= llc),
         "blas_threads_limited": blas_limited,
         "results": results,
     }
@@ -465,8 +467,11 @@ def format_run(run, roof_entry, llc_text, repeat, small=False):
                      f"thread(s): read {r['read']['gbps']:.1f}, update {r['update']['gbps']:.1f}, "
                      f"add {r['add']['gbps']:.1f} GB/s.")
         if run["fits_in_cache"]:
+            outside = sorted({x["function"] for x in run["results"] if not x["fits_in_cache"]})
+            but = (f" ({', '.join(outside)}, which also reads the gradients, works on "
+                   f"{2 * mib:.1f} MiB)" if outside else "")
             lines.append(f"  NOTE: the model ({mib:.1f} MiB) is smaller than the last-level "
-                         f"cache ({llc_text}): these figures include cache effects and may "
+                         f"cache ({llc_text}){but}: these figures may include cache effects and "
                          "exceed the memory roof.")
     else:
         lines.append(f"  median of {repeat} samples, each averaging many calls.")
@@ -519,7 +524,7 @@ def plot(report, path):
             ax.set_xticks(range(len(functions)), functions, fontsize=8)
             ax.set_ylabel("GB/s (read + written)", fontsize=8)
             ax.tick_params(axis="y", labelsize=8)
-            cache = " (in cache)" if run["fits_in_cache"] else ""
+            cache = " (model < last-level cache)" if run["fits_in_cache"] else ""
             ax.set_title(f"{run['model']} {run['dtype']}, {t} thread(s){cache}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)

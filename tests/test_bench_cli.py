@@ -101,6 +101,7 @@ def test_figures_are_consistent(report):
         roof = next(e for e in rep["roof"] if e["threads"] == run["threads"])
         for r in run["results"]:
             assert r["bytes"] == PASSES[r["function"]] * 4 * N
+            assert r["footprint_bytes"] == (2 if r["function"] == "add_scaled_" else 1) * 4 * N
             assert len(r["samples_s"]) == 2
             assert r["median_s"] == pytest.approx(sum(r["samples_s"]) / 2)
             assert r["gbps"] == pytest.approx(r["bytes"] / r["median_s"] / 1e9)
