@@ -73,7 +73,7 @@ def _threads(num_threads: Threads) -> int | None:
     return int(num_threads)
 
 
-def _real(x: Real, what: str, check_finite: bool) -> float:
+def _real(x: Real, what: str, check_finite: bool = False) -> float:
     if not isinstance(x, numbers.Real):
         raise TypeError(f"{what} must be a real number, got {type(x).__qualname__}")
     if check_finite and not math.isfinite(x):
