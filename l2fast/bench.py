@@ -69,7 +69,8 @@ def _parse_size(text):
 
 
 def last_level_cache():
-    """(bytes, description) of the largest CPU cache, or (None, reason)."""
+    """(bytes, description) of the largest data cache of CPU 0, read from sysfs
+    or sysconf; (None, "unknown") when neither tells."""
     best = None
     base = "/sys/devices/system/cpu/cpu0/cache"
     try:
@@ -87,14 +88,14 @@ def last_level_cache():
     except (OSError, ValueError):
         best = None
     if best is not None:
-        return best[1], f"L{best[0]} {best[1] / MIB:.4g} MiB (sysfs)"
+        return best[1], f"L{best[0]}, {best[1] / MIB:.4g} MiB"
     for level in (3, 2):
         try:
             size = os.sysconf(f"SC_LEVEL{level}_CACHE_SIZE")
         except (ValueError, OSError):
             continue
         if size and size > 0:
-            return size, f"L{level} {size / MIB:.4g} MiB (sysconf)"
+            return size, f"L{level}, {size / MIB:.4g} MiB"
     return None, "unknown"
 
 
@@ -468,11 +469,12 @@ def format_run(run, roof_entry, llc_text, repeat, small=False):
                      f"add {r['add']['gbps']:.1f} GB/s.")
         if run["fits_in_cache"]:
             outside = sorted({x["function"] for x in run["results"] if not x["fits_in_cache"]})
-            but = (f" ({', '.join(outside)}, which also reads the gradients, works on "
-                   f"{2 * mib:.1f} MiB)" if outside else "")
             lines.append(f"  NOTE: the model ({mib:.1f} MiB) is smaller than the last-level "
-                         f"cache ({llc_text}){but}: these figures may include cache effects and "
-                         "exceed the memory roof.")
+                         f"cache ({llc_text}): figures may include cache effects and exceed "
+                         "the memory roof.")
+            if outside:
+                lines.append(f"  ({', '.join(outside)} also reads the gradients: "
+                             f"{2 * mib:.1f} MiB, more than the cache.)")
     else:
         lines.append(f"  median of {repeat} samples, each averaging many calls.")
     lines.append("  × NumPy: time of the function's first NumPy row / this row's time. "
