@@ -15,7 +15,7 @@ from libc.stdlib cimport malloc, free
 cimport numpy as cnp
 import numpy as np
 
-from l2fast._table cimport Table, Piece, CHUNK, P_F64, Q_F64
+from l2fast._table cimport Table, Piece, CHUNK, P_F64, Q_F64, MODE_INPLACE
 
 cnp.import_array()
 
@@ -34,6 +34,7 @@ cdef extern from "_platform.h" nogil:
     void l2f_note_team(int n)
     int l2f_in_fork_child
     int l2f_watch_fork()
+    int l2f_thread_limit()
 
 if l2f_watch_fork() != 0:
     raise ImportError("l2fast: pthread_atfork failed")
@@ -79,48 +80,69 @@ cdef extern from "_loops.h" nogil:
 # ----------------------------------------------------------------------------
 # One run: n elements, stride s (in elements).  Contiguous runs go to the
 # vectorised C loops of _loops.h; strided runs are done here, with the same
-# arithmetic (float64 widening, 4 accumulators).
+# arithmetic (float64 widening, 16 accumulators); a reversed contiguous run
+# is read forwards.
 # ----------------------------------------------------------------------------
 
-cdef inline double _fold4(double* acc) noexcept nogil:
-    return (acc[0] + acc[2]) + (acc[1] + acc[3])
+cdef enum:
+    STRIDED_LANES = 16  # accumulators of a strided run
+
+
+cdef inline double _fold_strided(double* acc) noexcept nogil:
+    cdef int w = STRIDED_LANES // 2, j
+    while w > 0:
+        for j in range(w):
+            acc[j] += acc[j + w]
+        w //= 2
+    return acc[0]
 
 
 cdef double _ssq_run(const floating* p, int64_t n, int64_t s) noexcept nogil:
-    cdef double acc[4]
+    cdef double acc[STRIDED_LANES]
     cdef double x
     cdef int64_t i
+    if s == -1:  # a reversed contiguous run: read it forwards
+        p -= n - 1
+        s = 1
     if s == 1:
         if floating is float:
             return l2f_ssq_f32(p, n, 0.0)
         else:
             return l2f_ssq_f64(p, n, 0.0)
-    acc[0] = acc[1] = acc[2] = acc[3] = 0.0
+    for i in range(STRIDED_LANES):
+        acc[i] = 0.0
     for i in range(n):
         x = p[i * s]
-        acc[i & 3] += x * x
-    return _fold4(acc)
+        acc[i % STRIDED_LANES] += x * x
+    return _fold_strided(acc)
 
 
 cdef double _ssq_scale_run(floating* p, int64_t n, int64_t s, double f) noexcept nogil:
-    cdef double acc[4]
+    cdef double acc[STRIDED_LANES]
     cdef double x
     cdef int64_t i
+    if s == -1:
+        p -= n - 1
+        s = 1
     if s == 1:
         if floating is float:
             return l2f_ssq_scale_f32(p, n, f)
         else:
             return l2f_ssq_scale_f64(p, n, f)
-    acc[0] = acc[1] = acc[2] = acc[3] = 0.0
+    for i in range(STRIDED_LANES):
+        acc[i] = 0.0
     for i in range(n):
         x = p[i * s]
-        acc[i & 3] += x * x
+        acc[i % STRIDED_LANES] += x * x
         p[i * s] = <floating> (x * f)
-    return _fold4(acc)
+    return _fold_strided(acc)
 
 
 cdef void _scale_run(floating* p, int64_t n, int64_t s, double f) noexcept nogil:
     cdef int64_t i
+    if s == -1:
+        p -= n - 1
+        s = 1
     if s == 1:
         if floating is float:
             l2f_scale_f32(p, n, f)
@@ -207,15 +229,19 @@ cdef void _run(Table t, Op op, double f, double* slots, int nthreads) noexcept n
     cdef const int64_t* items = t.items
     cdef Py_ssize_t nitems = t.nitems, k
     cdef int64_t c
-    cdef bint threaded = (nthreads > 1 and nitems > 1 and t.size >= _parallel_min
-                          and not l2f_in_fork_child)
+    cdef bint threaded
+    if nthreads > nitems:
+        nthreads = <int> nitems
+    if nthreads > l2f_thread_limit():
+        nthreads = l2f_thread_limit()
+    threaded = (nthreads > 1 and t.size >= _parallel_min and not l2f_in_fork_child)
     if not threaded:
         nthreads = 1
         l2f_note_team(1)
     for k in prange(nitems, num_threads=nthreads, schedule="dynamic",
                     use_threads_if=threaded):
         if threaded and k == 0:
-            l2f_note_team(omp_get_num_threads())
+            l2f_note_team(omp_get_num_threads())  # also arms the fork watch
         for c in range(items[k], items[k + 1]):
             if op == SSQ:
                 slots[c] = _piece_ssq(&pieces[c])
@@ -275,11 +301,13 @@ def sum_squares(Table t, num_threads=None, bint per_array=False):
 
 def sum_squares_scale(Table t, double factor, num_threads=None, bint per_array=False):
     """One pass: the sum of squares before scaling, and w *= factor."""
+    _writable(t, False)
     return _sums(t, SSQ_SCALE, factor, num_threads, per_array)
 
 
 def scale(Table t, double factor, num_threads=None):
     """w *= factor for every array of t."""
+    _writable(t, False)
     cdef int nthreads = _threads(num_threads)
     with nogil:
         _run(t, SCALE, factor, NULL, nthreads)
@@ -287,9 +315,20 @@ def scale(Table t, double factor, num_threads=None):
 
 def add_scaled(Table t, double alpha, num_threads=None):
     """dst += alpha * src for every pair of t."""
+    _writable(t, True)
     cdef int nthreads = _threads(num_threads)
     with nogil:
         _run(t, ADD, alpha, NULL, nthreads)
+
+
+cdef int _writable(Table t, bint pair) except -1:
+    """Raise unless t was validated for writing (and has a src iff `pair`)."""
+    if (t.src is not None) != pair:
+        raise ValueError("add_scaled needs a table with src arrays; scale and "
+                         "sum_squares_scale need one without")
+    if t.mode != MODE_INPLACE:
+        t.check_inplace()
+    return 0
 
 
 def last_team_size():

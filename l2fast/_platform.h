@@ -42,22 +42,38 @@ static const char *l2f_openmp_library(void) {
 static const char *l2f_openmp_library(void) { return ""; }
 #endif
 
-/* A child made by fork() after a parallel call inherits an OpenMP runtime
- * whose worker threads do not exist in it (GNU libgomp then hangs); in a
- * child the kernels run on the calling thread. */
+/* A child made by fork() after a parallel kernel inherits an OpenMP runtime
+ * whose worker threads do not exist in it (GNU libgomp then hangs); in such
+ * a child the kernels run on the calling thread.  A child forked before any
+ * parallel kernel keeps its threads. */
 #if defined(_OPENMP) && !defined(_WIN32)
 #include <pthread.h>
 static volatile int l2f_in_fork_child = 0;
-static void l2f_mark_child(void) { l2f_in_fork_child = 1; }
+static volatile int l2f_team_started = 0;   /* a kernel has run a thread team */
+static void l2f_mark_child(void) { if (l2f_team_started) l2f_in_fork_child = 1; }
 static int l2f_watch_fork(void) { return pthread_atfork(NULL, NULL, l2f_mark_child); }
 #else
 static volatile int l2f_in_fork_child = 0;
+static volatile int l2f_team_started = 0;
 static int l2f_watch_fork(void) { return 0; }
 #endif
 
 /* Threads that ran the last kernel call (a diagnostic; benign races). */
 static int l2f_last_team = 0;
-static inline void l2f_note_team(int n) { l2f_last_team = n; }
+static inline void l2f_note_team(int n) {
+    l2f_last_team = n;
+    if (n > 1)
+        l2f_team_started = 1;
+}
+
+/* The most threads a team may have (OMP_THREAD_LIMIT). */
+static inline int l2f_thread_limit(void) {
+#ifdef _OPENMP
+    return omp_get_thread_limit();
+#else
+    return 1;
+#endif
+}
 
 /* The widest x86 SIMD extension the compiler was allowed to use. */
 #if defined(__AVX512F__)

@@ -6,6 +6,11 @@ from libc.stdint cimport int64_t, int32_t
 cdef enum:
     CHUNK = 65536      # elements in a full piece / item
 
+cdef enum Mode:
+    MODE_READ = 0      # read-only call: no writeability or overlap checks
+    MODE_INPLACE = 1   # in-place call: a read-only or overlapping array raises
+    MODE_RECORD = 2    # keep the in-place verdict for later (ParamList)
+
 cdef enum Kind:
     P_F64 = 1          # the primary (dst) operand is float64, else float32
     Q_F64 = 2          # the second (src) operand is float64, else float32
@@ -34,6 +39,7 @@ cdef class Table:
     cdef readonly str dst_label
     cdef readonly str src_label
     cdef readonly object overlap    # None, or the message of the first overlap found
+    cdef readonly int mode          # READ, INPLACE or RECORD
 
     cdef int _push(self, char* p, char* q, int64_t n, int64_t sp, int64_t sq,
                    int32_t arr, int32_t kind) except -1

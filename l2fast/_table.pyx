@@ -12,10 +12,10 @@ import numpy as np
 
 cnp.import_array()
 
-# Table modes
-READ = 0        # read-only call: no writeability or overlap checks
-INPLACE = 1     # in-place call: a read-only or overlapping array raises
-RECORD = 2      # keep the in-place verdict for later (ParamList)
+# Table modes (see _table.pxd)
+READ = MODE_READ
+INPLACE = MODE_INPLACE
+RECORD = MODE_RECORD
 
 cdef struct Extent:
     uintptr_t lo      # first byte the array can touch
@@ -131,6 +131,7 @@ cdef class Table:
         self.src_label = src_label
         self.narrays = n
         self.overlap = None
+        self.mode = mode
         if pair and len(src) != n:
             raise ValueError(f"{dst_label} has {n} arrays but {src_label} has {len(src)}")
         for i in range(n):
@@ -178,6 +179,8 @@ cdef class Table:
         Writeability is read again: a flag cleared since the table was made counts.
         """
         cdef Py_ssize_t i
+        if self.mode == READ:
+            raise ValueError("this table was validated for reading only")
         for i in range(self.narrays):
             if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray> self.arrays[i]):
                 check_array(self.arrays[i], label(self.dst_label, self.names, i), True)
@@ -240,9 +243,9 @@ cdef class Table:
               (cnp.PyArray_IS_F_CONTIGUOUS(a) and cnp.PyArray_IS_F_CONTIGUOUS(b))):
             return self._push(pa, pb, total, 1, 1, idx, kind)
 
-        # General layout: drop unit dimensions, order the rest by |stride of a|
-        # (outermost first), merge dimensions that are one run in both operands,
-        # then walk the outer dimensions and push one run per position.
+        # General layout: drop unit dimensions, order the rest outermost first,
+        # merge dimensions that are one run in both operands, then walk the
+        # outer dimensions and push one run per position.
         cdef int nd = cnp.PyArray_NDIM(a), m = 0, d, e
         cdef int64_t shp[64]
         cdef int64_t sa[64]
@@ -258,9 +261,12 @@ cdef class Table:
                 sa[m] = stra[d] // isa
                 sb[m] = strb[d] // isb if pair else 0
                 m += 1
-        for d in range(1, m):  # insertion sort, descending |sa|
+        # Insertion sort, descending |sa| + |sb|: the innermost dimension is the
+        # one with the smallest strides in both operands, so that operands of
+        # different layouts still make long runs.
+        for d in range(1, m):
             e = d
-            while e > 0 and _abs(sa[e - 1]) < _abs(sa[e]):
+            while e > 0 and _abs(sa[e - 1]) + _abs(sb[e - 1]) < _abs(sa[e]) + _abs(sb[e]):
                 shp[e], shp[e - 1] = shp[e - 1], shp[e]
                 sa[e], sa[e - 1] = sa[e - 1], sa[e]
                 sb[e], sb[e - 1] = sb[e - 1], sb[e]
@@ -319,39 +325,41 @@ cdef class Table:
 cdef object _find_overlap(Table self, Extent* ext, Py_ssize_t n):
     """The message naming the first two arrays that share memory, or None.
 
-    Written arrays must not overlap each other or themselves, nor any
-    source array except their own partner when it is the very same memory
-    (dst is src: dst += alpha * dst is well defined).
+    Written arrays must not share memory with each other or themselves, nor
+    with any source array except their own partner when it is the very same
+    memory (dst is src: dst += alpha * dst is well defined).  Candidates are
+    the pairs whose byte ranges meet (found by sorting the ranges by start,
+    O(L log L) plus the pairs that meet); np.shares_memory then clears pairs
+    that only interleave, such as the columns of one matrix.
     """
     cdef Py_ssize_t i, j
-    cdef uintptr_t top = 0
-    cdef Py_ssize_t topi = -1
-    cdef str dl = self.dst_label, sl = self.src_label
+    cdef str dl = self.dst_label
     for i in range(self.narrays):
         if _self_overlaps(self.arrays[i]):
             return (f"{label(dl, self.names, i)} has elements that share memory (a "
                     "broadcast or stride-tricks view); an in-place call would update "
                     "them more than once (no array was changed)")
     qsort(ext, n, sizeof(Extent), _cmp_extent)
-    for i in range(n):  # sweep in address order; only pairs involving a dst matter
-        if topi >= 0 and ext[i].lo < top:
-            j = topi
-            if not _allowed(self, ext[i], ext[j]):
-                return _overlap_message(self, ext[j], ext[i])
-        if ext[i].role == 0:
-            if topi < 0 or ext[i].hi > top:
-                top = ext[i].hi
-                topi = i
-    # A src overlapping a dst that started before a wider src: check srcs too.
     for i in range(n):
-        if ext[i].role != 1:
-            continue
         j = i + 1
-        while j < n and ext[j].lo < ext[i].hi:
-            if ext[j].role == 0 and not _allowed(self, ext[j], ext[i]):
-                return _overlap_message(self, ext[j], ext[i])
+        while j < n and ext[j].lo < ext[i].hi:  # every range that starts inside i's
+            if ((ext[i].role == 0 or ext[j].role == 0) and not _allowed(self, ext[i], ext[j])
+                    and _share(self, ext[i], ext[j])):
+                return _overlap_message(self, ext[i], ext[j])
             j += 1
     return None
+
+
+cdef object _operand(Table t, Extent x):
+    return t.src[x.idx] if x.role else t.arrays[x.idx]
+
+
+cdef bint _share(Table t, Extent x, Extent y):
+    """Do the two arrays share an element?  True when that is too costly to decide."""
+    try:
+        return np.shares_memory(_operand(t, x), _operand(t, y), max_work=100_000)
+    except np.exceptions.TooHardError:
+        return True
 
 
 cdef bint _allowed(Table t, Extent x, Extent y):
@@ -375,8 +383,9 @@ cdef bint _allowed(Table t, Extent x, Extent y):
 cdef str _overlap_message(Table t, Extent x, Extent y):
     cdef str nx = label(t.src_label if x.role else t.dst_label, t.names, x.idx)
     cdef str ny = label(t.src_label if y.role else t.dst_label, t.names, y.idx)
-    if x.role == 0 and y.role == 0 and x.idx == y.idx:
-        return f"{nx} appears twice; an in-place call would update it twice (no array was changed)"
+    if x.role == 0 and y.role == 0 and _operand(t, x) is _operand(t, y):
+        return (f"{nx} and {ny} are the same array; an in-place call would update it "
+                "twice (no array was changed)")
     return (f"{nx} and {ny} overlap in memory; an in-place call needs written arrays "
             "that share no memory with any other array of the call (no array was changed)")
 
