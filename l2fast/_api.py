@@ -47,8 +47,17 @@ def _listing(arrays: Arrays, what: str) -> tuple[tuple[Any, ...], tuple[str, ...
     return tuple(arrays), None
 
 
+def _named(arrays: Arrays) -> Arrays:
+    """A ParamList built from a dict as that dict; anything else as it is."""
+    if isinstance(arrays, ParamList) and arrays.names is not None:
+        return dict(zip(arrays.names, arrays.arrays))
+    return arrays
+
+
 def _pairing(dst: Arrays, src: Arrays) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...] | None]:
-    """dst and src listed and paired: by key when both are dicts, else by position."""
+    """dst and src listed and paired: by key when both are named (dicts, or
+    ParamLists made from dicts), else by position."""
+    dst, src = _named(dst), _named(src)
     d, dnames = _listing(dst, "dst")
     if isinstance(dst, Mapping) and isinstance(src, Mapping):
         missing = [k for k in dst if k not in src]
@@ -81,28 +90,61 @@ def _real(x: Real, what: str, check_finite: bool = False) -> float:
     return float(x)
 
 
-def _require_finite(table: Table, num_threads: int | None, arrays: tuple[Any, ...] | None = None,
-                    names: tuple[str, ...] | None = None, base: str | None = None) -> None:
+def _table(arrays: Arrays, mode: int) -> Table:
+    """The work table of a call: a ParamList's own (the kernels check a kept
+    table's writeability again), or a new one."""
+    if isinstance(arrays, ParamList):
+        return arrays._table
+    return Table(*_listing(arrays, "arrays"), None, mode)
+
+
+def _require_finite(table: Table, num_threads: int | None) -> None:
     """Raise FloatingPointError naming the first array with a NaN or an Inf.
 
     A read-only pass: its per-array sums of squares are finite exactly when the
     values are, except for float64 values over ~1.3e154, checked directly."""
     sums = _kernels.sum_squares(table, num_threads, True)
-    arrays = table.arrays if arrays is None else arrays
-    base = table.dst_label if base is None else base
-    names = table.names if names is None else names
-    for i in np.flatnonzero(~np.isfinite(sums)):
-        if not np.isfinite(arrays[i]).all():
-            label = f"{base}[{names[i]!r}]" if names is not None else f"{base}[{i}]"
-            raise FloatingPointError(f"{label} has a non-finite value (NaN or Inf); "
-                                     "no array was changed")
+    for i in np.flatnonzero(~np.isfinite(sums)).tolist():
+        if not np.isfinite(table.arrays[i]).all():
+            name = repr(table.names[i]) if table.names is not None else i
+            raise FloatingPointError(f"{table.dst_label}[{name}] has a non-finite value "
+                                     "(NaN or Inf); no array was changed")
 
 
-def _checked_src(pair: Table, num_threads: int | None) -> None:
-    """check_finite for add_scaled_: both dst and src values must be finite."""
-    _require_finite(pair, num_threads)
-    _require_finite(Table(pair.src, pair.names, None, READ), num_threads,
-                    base=pair.src_label)
+# The bodies shared by the functions and the ParamList methods.
+
+def _sum(t: Table, per_array: bool, num_threads: Threads, check_finite: bool) -> float | Sums:
+    nt = _threads(num_threads)
+    result = _kernels.sum_squares(t, nt, bool(per_array))
+    if check_finite and not np.isfinite(result).all():
+        _require_finite(t, nt)
+    return result
+
+
+def _scale(t: Table, factor: Real, num_threads: Threads, check_finite: bool) -> None:
+    nt, f = _threads(num_threads), _real(factor, "factor", check_finite)
+    if check_finite:
+        t.check_inplace()  # a bad array is reported before a bad value
+        _require_finite(t, nt)
+    _kernels.scale(t, f, nt)
+
+
+def _sum_scale(t: Table, factor: Real, per_array: bool, num_threads: Threads,
+               check_finite: bool) -> float | Sums:
+    nt, f = _threads(num_threads), _real(factor, "factor", check_finite)
+    if check_finite:
+        t.check_inplace()
+        _require_finite(t, nt)
+    return _kernels.sum_squares_scale(t, f, nt, bool(per_array))
+
+
+def _add(pair: Table, alpha: Real, num_threads: Threads, check_finite: bool) -> None:
+    nt, a = _threads(num_threads), _real(alpha, "alpha", check_finite)
+    if check_finite:  # dst first, then src
+        pair.check_inplace()
+        _require_finite(pair, nt)
+        _require_finite(Table(pair.src, pair.names, None, READ, pair.src_label), nt)
+    _kernels.add_scaled(pair, a, nt)
 
 
 # ---------------------------------------------------------------------------
@@ -162,11 +204,7 @@ def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads
     >>> l2fast.sum_squares([np.array([3.0, 4.0]), np.array([[1.0], [2.0]], np.float32)])
     30.0
     """
-    t = Table(*_listing(arrays, "arrays"))
-    result = _kernels.sum_squares(t, _threads(num_threads), bool(per_array))
-    if check_finite and not np.isfinite(result).all():
-        _require_finite(t, _threads(num_threads))
-    return result
+    return _sum(_table(arrays, READ), per_array, num_threads, check_finite)
 
 
 def scale_(arrays: Arrays, factor: Real, *, num_threads: Threads = None,
@@ -197,11 +235,7 @@ def scale_(arrays: Arrays, factor: Real, *, num_threads: Threads = None,
         An array is read-only, or two arrays (or one array with itself, as
         a broadcast view) overlap in memory.  No array is changed.
     """
-    t = Table(*_listing(arrays, "arrays"), None, INPLACE)
-    factor = _real(factor, "factor", check_finite)
-    if check_finite:
-        _require_finite(t, _threads(num_threads))
-    _kernels.scale(t, factor, _threads(num_threads))
+    _scale(_table(arrays, INPLACE), factor, num_threads, check_finite)
 
 
 def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads = None,
@@ -240,11 +274,7 @@ def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads =
         As in `scale_`.
     """
     d, s, names = _pairing(dst, src)
-    t = Table(d, names, s, INPLACE, "dst", "src")
-    alpha = _real(alpha, "alpha", check_finite)
-    if check_finite:
-        _checked_src(t, _threads(num_threads))
-    _kernels.add_scaled(t, alpha, _threads(num_threads))
+    _add(Table(d, names, s, INPLACE, "dst", "src"), alpha, num_threads, check_finite)
 
 
 @overload
@@ -282,11 +312,7 @@ def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
     float or ndarray of float64
         S, bitwise equal to ``sum_squares(arrays)`` called before scaling.
     """
-    t = Table(*_listing(arrays, "arrays"), None, INPLACE)
-    factor = _real(factor, "factor", check_finite)
-    if check_finite:
-        _require_finite(t, _threads(num_threads))
-    return _kernels.sum_squares_scale(t, factor, _threads(num_threads), bool(per_array))
+    return _sum_scale(_table(arrays, INPLACE), factor, per_array, num_threads, check_finite)
 
 
 # ---------------------------------------------------------------------------
@@ -384,19 +410,12 @@ class ParamList:
     def sum_squares(self, *, per_array: bool = False, num_threads: Threads = None,
                     check_finite: bool = False) -> float | Sums:
         """`sum_squares` of the arrays: sum_i ||w_i||^2, in float64."""
-        result = _kernels.sum_squares(self._table, _threads(num_threads), bool(per_array))
-        if check_finite and not np.isfinite(result).all():
-            _require_finite(self._table, _threads(num_threads))
-        return result
+        return _sum(self._table, per_array, num_threads, check_finite)
 
     def scale_(self, factor: Real, *, num_threads: Threads = None,
                check_finite: bool = False) -> None:
         """`scale_` of the arrays: w_i *= factor, in place."""
-        self._table.check_inplace()
-        factor = _real(factor, "factor", check_finite)
-        if check_finite:
-            _require_finite(self._table, _threads(num_threads))
-        _kernels.scale(self._table, factor, _threads(num_threads))
+        _scale(self._table, factor, num_threads, check_finite)
 
     @overload
     def sum_squares_scale_(self, factor: Real, *, per_array: Literal[False] = ...,
@@ -412,12 +431,7 @@ class ParamList:
                            num_threads: Threads = None,
                            check_finite: bool = False) -> float | Sums:
         """`sum_squares_scale_` of the arrays: sum of squares before w_i *= factor."""
-        self._table.check_inplace()
-        factor = _real(factor, "factor", check_finite)
-        if check_finite:
-            _require_finite(self._table, _threads(num_threads))
-        return _kernels.sum_squares_scale(self._table, factor, _threads(num_threads),
-                                          bool(per_array))
+        return _sum_scale(self._table, factor, per_array, num_threads, check_finite)
 
     def add_scaled_(self, src: Arrays, alpha: Real, *, num_threads: Threads = None,
                     check_finite: bool = False) -> None:
@@ -426,25 +440,13 @@ class ParamList:
         `src` is a ParamList, a list or a dict.  The pairing with a ParamList
         src is validated once and kept for the next call with the same src.
         """
-        pair = self._pair_with(src)
-        pair.check_inplace()
-        alpha = _real(alpha, "alpha", check_finite)
-        if check_finite:
-            _checked_src(pair, _threads(num_threads))
-        _kernels.add_scaled(pair, alpha, _threads(num_threads))
+        _add(self._pair_with(src), alpha, num_threads, check_finite)
 
     def _pair_with(self, src: Arrays) -> Table:
         if self._pair is not None and self._pair[0] is src:
             return self._pair[1]
-        named_src = isinstance(src, Mapping) or (isinstance(src, ParamList) and
-                                                 src.names is not None)
-        if self.names is not None and named_src:
-            by_key = dict(zip(src.names, src.arrays)) if isinstance(src, ParamList) else src
-            d, s, names = _pairing(dict(zip(self.names, self.arrays)), by_key)
-        else:
-            d, s, names = _pairing(self.arrays, src)
-            names = self.names
-        pair = Table(d, names, s, RECORD, "dst", "src")
+        d, s, _ = _pairing(self, src)
+        pair = Table(d, self.names, s, RECORD, "dst", "src")
         if isinstance(src, ParamList):
             self._pair = (src, pair)
         return pair

@@ -182,7 +182,7 @@ def predict(fn, pool, objects, dst_idx, src_idx, check_finite):
         for i, a in enumerate(dst_idx):
             for b in dst_idx[i + 1:]:
                 if (pool[a].float_array and pool[b].float_array
-                        and np.may_share_memory(objects[a], objects[b])):
+                        and np.shares_memory(objects[a], objects[b])):
                     errors.add(ValueError)
     if src_idx is not None:
         for i, (a, b) in enumerate(zip(dst_idx, src_idx)):
@@ -193,7 +193,7 @@ def predict(fn, pool, objects, dst_idx, src_idx, check_finite):
             for j, b in enumerate(src_idx):
                 if not (pool[a].float_array and pool[b].float_array):
                     continue
-                if not np.may_share_memory(objects[a], objects[b]):
+                if not np.shares_memory(objects[a], objects[b]):
                     continue
                 if i == j and identical(objects[a], objects[b]):
                     continue    # dst is src, or another view of exactly its elements
