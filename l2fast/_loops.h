@@ -23,18 +23,17 @@
 #define L2F_SIMD
 #endif
 
-/* On x86-64 Linux with GCC, each loop is compiled twice, for the x86-64
- * baseline (SSE2) and for x86-64-v3 (AVX2, FMA), and the loader picks the
- * one the CPU runs (an ifunc): widening float32 to float64 costs too much
- * in SSE2 to keep up with memory.  The build flags stay portable, and
- * -ffp-contract=off keeps both clones bitwise identical. */
+/* On x86-64 Linux with GCC, each loop is compiled three times, for the
+ * x86-64 baseline (SSE2), x86-64-v3 (AVX2, FMA) and x86-64-v4 (AVX-512),
+ * and the loader picks the one the CPU runs (an ifunc): widening float32 to
+ * float64 costs too much in SSE2 to keep up with memory.  The build flags
+ * stay portable, and -ffp-contract=off keeps the clones bitwise identical. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(L2F_NO_CLONES)
-#define L2F_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#define L2F_CLONED "x86-64-v3 (AVX2, FMA) | baseline"
+#define L2F_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define L2F_CLONES
-#define L2F_CLONED ""
 #endif
 
 #if defined(_MSC_VER)
@@ -48,7 +47,9 @@
 /* Loops touch memory a block of L2F_LANES elements at a time and ask for
  * the cache lines L2F_AHEAD bytes ahead: the hardware prefetcher alone
  * leaves the widening loops ~40% under the memory roof. */
+#ifndef L2F_AHEAD
 #define L2F_AHEAD 1024
+#endif
 #define L2F_FETCH(p, i, rw)                                                   \
     for (int k_ = 0; k_ < (int)(L2F_LANES * sizeof(*(p))); k_ += 64)          \
         L2F_PREFETCH((const char *)((p) + (i)) + L2F_AHEAD + k_, (rw))

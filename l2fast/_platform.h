@@ -95,6 +95,8 @@ static const char *l2f_simd_dispatch(void) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(L2F_NO_CLONES) && __GNUC__ >= 12
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return "x86-64-v4 (AVX-512)";
     if (__builtin_cpu_supports("x86-64-v3"))
         return "x86-64-v3 (AVX2, FMA)";
     return "baseline (" L2F_BUILD_SIMD ")";
