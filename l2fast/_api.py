@@ -49,8 +49,8 @@ def _listing(arrays: Arrays, what: str) -> tuple[tuple[Any, ...], tuple[str, ...
 
 def _named(arrays: Arrays) -> Arrays:
     """A ParamList built from a dict as that dict; anything else as it is."""
-    if isinstance(arrays, ParamList) and arrays.names is not None:
-        return dict(zip(arrays.names, arrays.arrays))
+    if isinstance(arrays, ParamList) and arrays._keyed:
+        return dict(zip(arrays.names or (), arrays.arrays))
     return arrays
 
 
@@ -66,10 +66,10 @@ def _pairing(dst: Arrays, src: Arrays) -> tuple[tuple[Any, ...], tuple[Any, ...]
             raise ValueError(f"dst and src must name the same arrays; missing from src: "
                              f"{missing[:5]}, not in dst: {extra[:5]}")
         return d, tuple(src[k] for k in dst), dnames
-    s, _ = _listing(src, "src")
+    s, snames = _listing(src, "src")
     if len(s) != len(d):
         raise ValueError(f"dst has {len(d)} arrays but src has {len(s)}")
-    return d, s, dnames
+    return d, s, dnames if dnames is not None else snames
 
 
 def _threads(num_threads: Threads) -> int | None:
@@ -357,7 +357,7 @@ class ParamList:
     4.0
     """
 
-    __slots__ = ("_table", "_pair")
+    __slots__ = ("_table", "_pair", "_keyed")
 
     _table: Table
     _pair: tuple[Arrays, Table] | None
@@ -365,6 +365,17 @@ class ParamList:
     def __init__(self, arrays: Arrays) -> None:
         self._table = Table(*_listing(arrays, "arrays"), None, RECORD)
         self._pair = None
+        self._keyed = self._table.names is not None  # built from a dict: pairs by key
+
+    @classmethod
+    def _labelled(cls, arrays: tuple[Any, ...], labels: tuple[Any, ...]) -> ParamList:
+        """A ParamList whose errors name array i as ``arrays[labels[i]]``: for a
+        selection of a larger list, labels are the original positions or keys."""
+        self = cls.__new__(cls)
+        self._table = Table(arrays, labels, None, RECORD)
+        self._pair = None
+        self._keyed = False
+        return self
 
     @property
     def arrays(self) -> tuple[View, ...]:

@@ -290,6 +290,8 @@ class L2:
         if names is not None:
             keys = names if positions is None else _pick(names, positions)
             arrays = ParamList(dict(zip(keys, chosen)))
+        elif positions is not None:  # errors name the arrays by their positions in params
+            arrays = ParamList._labelled(tuple(chosen), positions)
         else:
             arrays = ParamList(list(chosen))
         return _Selection(arrays, positions, keys, n, (params, values))
@@ -354,8 +356,12 @@ class L2:
         Returns
         -------
         float
-            λ/m, λ/N, λ or λB/m.  It is PyTorch's ``weight_decay`` for the
-            same regularisation (with a loss averaged as this scale assumes).
+            λ/m, λ/N, λ or λB/m.  For "samples", "params" and "none" it is
+            PyTorch's ``weight_decay`` for the same regularisation of a loss
+            averaged over its samples.  "batch" pairs the penalty with a
+            minibatch loss *summed* over its B samples, hence λB/m; on the
+            averaged loss that is λ/m, which is what
+            ``conventions.coef(lam, "batch", m=m)`` reports.
 
         Raises
         ------

@@ -345,3 +345,15 @@ def test_check_finite():
 def test_repr():
     r = repr(L2(0.5, scale="batch", m=100, batch_size=10, exclude=no_decay_1d))
     assert r == "L2(0.5, scale='batch', m=100.0, batch_size=10.0, exclude=no_decay_1d)"
+
+
+def test_errors_name_params_by_their_original_position_after_exclude():
+    b = np.ones(3)
+    w = np.ones((2, 2))
+    w.flags.writeable = False
+    reg = L2(0.1, scale="none", exclude=no_decay_1d)
+    with pytest.raises(ValueError, match=r"\[1\] is read-only"):
+        reg.decay_([b, w], 0.1)
+    with pytest.raises(ValueError, match=r"\[1\] has shape \(3, 2\)"):
+        reg.grad_([np.zeros(3), np.zeros((3, 2))], [b, np.ones((2, 2))])
+    assert w.tolist() == [[1.0, 1.0], [1.0, 1.0]]
