@@ -82,6 +82,24 @@ def main() -> None:
     gradients.add_scaled_(params, -1.0)
     assert gradients.sum_squares() != g and params.sum_squares() == s
 
+    # regularizer and conventions
+    ws = [np.ones((4, 3), np.float32), np.ones(3, np.float32)]
+    gs = [np.zeros((4, 3), np.float32), np.zeros(3, np.float32)]
+    reg = l2fast.L2(0.5, scale="samples", m=2, exclude=l2fast.no_decay_1d)
+    c: float = reg.coef()
+    assert c == 0.25
+    reg_penalty: float = reg.penalty(ws)
+    assert reg_penalty == 0.125 * 12
+    reg.grad_(gs, ws)
+    assert float(gs[0][0, 0]) == 0.25 and float(gs[1][0]) == 0.0
+    before_decay: float = reg.penalty_decay_(ws, 2.0)
+    assert before_decay == reg_penalty and float(ws[0][0, 0]) == 0.5
+    reg.decay_(ws, 2.0)
+    ng_lam: float = l2fast.conventions.convert(5e-4, "torch_sgd", "ng", m=50_000)
+    assert abs(ng_lam - 25.0) < 1e-12
+    text: str = l2fast.conventions.table()
+    assert "torch_adamw" in text
+
     # configuration
     config = l2fast.show_config(mode="dicts")
     assert isinstance(config["openmp_runtime"]["max_threads"], int)
