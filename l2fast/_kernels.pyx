@@ -2,10 +2,11 @@
 """The OpenMP kernels: one parallel loop over the items of a work table.
 
 Every function here takes a validated `Table` (see _table.pyx) and runs
-without the GIL.  Sums of squares are accumulated in float64: 32 independent
-lanes inside a run (so one thread streams at memory speed), one float64 slot
-per piece, and the slots folded in a fixed order, so the result is bitwise
-the same for any thread count and schedule.
+without the GIL.  Sums of squares are accumulated in float64: independent
+lanes inside a run (32 in long contiguous runs, so one thread streams at
+memory speed; 8 in short ones, 16 in strided ones), one float64 slot per
+piece, and the slots folded in a fixed order, so the result is bitwise the
+same for any thread count and schedule.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -49,9 +50,6 @@ ctypedef fused floating_src:
     float
     double
 
-cdef extern from "_loops.h":
-    enum: LANES "L2F_LANES"     # independent float64 accumulators in a contiguous run
-
 # Below this many elements a call runs on the calling thread: waking the
 # team costs more than the work.
 PARALLEL_MIN_SIZE = 2 * CHUNK
@@ -63,6 +61,7 @@ cdef int64_t _parallel_min = PARALLEL_MIN_SIZE
 # ----------------------------------------------------------------------------
 
 cdef extern from "_loops.h" nogil:
+    enum: LANES "L2F_LANES"     # independent float64 accumulators in a long contiguous run
     double l2f_ssq_f32(const float* p, int64_t n, double unused)
     double l2f_ssq_f64(const double* p, int64_t n, double unused)
     double l2f_ssq_scale_f32(float* p, int64_t n, double f)
@@ -80,8 +79,9 @@ cdef extern from "_loops.h" nogil:
 # ----------------------------------------------------------------------------
 # One run: n elements, stride s (in elements).  Contiguous runs go to the
 # vectorised C loops of _loops.h; strided runs are done here, with the same
-# arithmetic (float64 widening, 16 accumulators); a reversed contiguous run
-# is read forwards.
+# arithmetic (float64 widening, 16 accumulators).  The table has already
+# turned reversed dimensions around, so strides here are positive except
+# where the two operands of a pair disagree.
 # ----------------------------------------------------------------------------
 
 cdef enum:
@@ -101,9 +101,6 @@ cdef double _ssq_run(const floating* p, int64_t n, int64_t s) noexcept nogil:
     cdef double acc[STRIDED_LANES]
     cdef double x
     cdef int64_t i
-    if s == -1:  # a reversed contiguous run: read it forwards
-        p -= n - 1
-        s = 1
     if s == 1:
         if floating is float:
             return l2f_ssq_f32(p, n, 0.0)
@@ -121,9 +118,6 @@ cdef double _ssq_scale_run(floating* p, int64_t n, int64_t s, double f) noexcept
     cdef double acc[STRIDED_LANES]
     cdef double x
     cdef int64_t i
-    if s == -1:
-        p -= n - 1
-        s = 1
     if s == 1:
         if floating is float:
             return l2f_ssq_scale_f32(p, n, f)
@@ -140,9 +134,6 @@ cdef double _ssq_scale_run(floating* p, int64_t n, int64_t s, double f) noexcept
 
 cdef void _scale_run(floating* p, int64_t n, int64_t s, double f) noexcept nogil:
     cdef int64_t i
-    if s == -1:
-        p -= n - 1
-        s = 1
     if s == 1:
         if floating is float:
             l2f_scale_f32(p, n, f)

@@ -243,9 +243,10 @@ cdef class Table:
               (cnp.PyArray_IS_F_CONTIGUOUS(a) and cnp.PyArray_IS_F_CONTIGUOUS(b))):
             return self._push(pa, pb, total, 1, 1, idx, kind)
 
-        # General layout: drop unit dimensions, order the rest outermost first,
-        # merge dimensions that are one run in both operands, then walk the
-        # outer dimensions and push one run per position.
+        # General layout: drop unit dimensions, walk reversed ones forwards
+        # (elementwise work does not care about the order), order the rest
+        # outermost first, merge dimensions that are one run in both operands,
+        # then walk the outer dimensions and push one run per position.
         cdef int nd = cnp.PyArray_NDIM(a), m = 0, d, e
         cdef int64_t shp[64]
         cdef int64_t sa[64]
@@ -260,6 +261,11 @@ cdef class Table:
                 shp[m] = dims[d]
                 sa[m] = stra[d] // isa
                 sb[m] = strb[d] // isb if pair else 0
+                if sa[m] + sb[m] < 0:  # walk a reversed dimension forwards
+                    pa += (shp[m] - 1) * sa[m] * isa
+                    pb += (shp[m] - 1) * sb[m] * isb  # pb, sb: NULL, 0 alone
+                    sa[m] = -sa[m]
+                    sb[m] = -sb[m]
                 m += 1
         # Insertion sort, descending |sa| + |sb|: the innermost dimension is the
         # one with the smallest strides in both operands, so that operands of
