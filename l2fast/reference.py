@@ -39,10 +39,9 @@ __all__ = [
 ]
 
 #: Elements per block of `exact_sum_squares` (its temporaries stay in cache):
-#: each exponent bin then sums at most 2 * 2**16 integers below 2**27, which
+#: each exponent bin then sums at most 2**16 integers below 2**27, which
 #: float64 holds exactly (< 2**53).
 _BLOCK = 1 << 16
-_HALF = 26  # integer mantissas (< 2**53) are split into 27- and 26-bit halves
 
 
 # ---------------------------------------------------------------------------
@@ -90,18 +89,26 @@ def _label(base, names, i):
     return f"{base}[{i}]" if names is None else f"{base}[{names[i]!r}]"
 
 
-def _float64(a):
-    """The values of one array as a flat float64 array (exact for every float
-    dtype up to float64: float16, bfloat16, float32)."""
+def _flat(a):
+    """The values of one array, flat, in a dtype exact in float64 (float16,
+    bfloat16, float32, float64; a torch 16-bit tensor as float32)."""
     if _torch_tensor(a):
         t = a.detach().cpu()
-        if t.dtype.itemsize == 2:  # float16 / bfloat16: NumPy has no bfloat16
+        if t.dtype.itemsize == 2:  # NumPy has no bfloat16
             t = t.float()
         a = t.numpy()
     x = np.asarray(a)
     if x.dtype.kind == "c" or (x.dtype.kind == "f" and x.dtype.itemsize > 8):
         raise TypeError(f"dtype {x.dtype} is not exact in float64")
-    return x.astype(np.float64).ravel()
+    return x.reshape(-1)
+
+
+def _float64_blocks(a, size=_BLOCK):
+    """The values of `a` as float64 arrays of at most `size` elements (so a
+    huge array is never widened whole)."""
+    flat = _flat(a)
+    for start in range(0, flat.size, size):
+        yield flat[start:start + size].astype(np.float64)
 
 
 def _writable(a):
@@ -115,12 +122,27 @@ def _writable(a):
 # The exact sum of squares
 # ---------------------------------------------------------------------------
 
-def _integer_terms(x):
-    """Integers m and exponents E with x**2 == sum of m * 2**E, exactly.
+def _binned(bins, values, width):
+    """Per-bin sums of int64 `values` as two float64 arrays (high, low) with
+    sum = high * 2**width + low: pieces below 2**27, so every bin sum is exact."""
+    high = np.bincount(bins, weights=(values >> width).astype(np.float64))
+    low = np.bincount(bins, weights=(values & ((1 << width) - 1)).astype(np.float64))
+    return high, low
 
-    With ``x = y * 2**e`` (y = frexp(x)[0], in [0.5, 1)), y**2 = hi + lo
-    exactly by Dekker's split (no FMA needed, and no underflow since y is
-    near 1); hi and lo are integer mantissas (< 2**53) times powers of two.
+
+def _block_sum(x):
+    """(integer S, exponent E) with sum(x**2) == S * 2**E exactly; x finite.
+
+    x = y * 2**e with 0.5 <= |y| < 1 (frexp, exact), and y**2 = hi + lo
+    exactly by Dekker's split (no FMA needed, no underflow: y is near 1).
+    y is a multiple of 2**-53, so y**2 is one of 2**-106, and with
+    hi < 1, |lo| <= 2**-54 both ``H = hi * 2**54`` and ``L = lo * 2**106`` are
+    integers below 2**54 and 2**53 in magnitude:
+
+        x**2 = (H * 2**52 + L) * 2**(2e - 106)
+
+    H and L are summed per exponent e by np.bincount in float64, as pieces
+    below 2**27 (at most 2**16 per bin: the sums stay below 2**53, exact).
     """
     y, e = np.frexp(x)
     c = y * 134217729.0  # 2**27 + 1 splits y into two 26-bit halves
@@ -128,25 +150,16 @@ def _integer_terms(x):
     yl = y - yh
     hi = y * y
     lo = ((yh * yh - hi) + 2.0 * yh * yl) + yl * yl
-    m, eh = np.frexp(np.concatenate([hi, lo]))
-    mantissas = np.ldexp(m, 53).astype(np.int64)
-    exponents = eh.astype(np.int64) - 53 + 2 * np.concatenate([e, e]).astype(np.int64)
-    return mantissas, exponents
-
-
-def _block_sum(x):
-    """(integer S, exponent E) with sum(x**2) == S * 2**E exactly; x finite."""
-    mantissas, exponents = _integer_terms(x)
-    base = int(exponents.min())
-    bins = exponents - base
-    # m = high * 2**26 + low, |high| < 2**27, 0 <= low < 2**26: the float64
-    # bin sums stay exact (fewer than 2**22 terms per bin).
-    high = np.bincount(bins, weights=(mantissas >> _HALF).astype(np.float64))
-    low = np.bincount(bins, weights=(mantissas & ((1 << _HALF) - 1)).astype(np.float64))
+    base = int(e.min())
+    bins = e - base
+    hi_high, hi_low = _binned(bins, (hi * 2.0**54).astype(np.int64), 27)
+    lo_high, lo_low = _binned(bins, (lo * 2.0**106).astype(np.int64), 26)
     total = 0
-    for k in np.flatnonzero((high != 0) | (low != 0)).tolist():
-        total += ((int(high[k]) << _HALF) + int(low[k])) << k
-    return total, base
+    for k in np.flatnonzero(hi_high + hi_low).tolist():  # hi > 0 for every x != 0
+        h = (int(hi_high[k]) << 27) + int(hi_low[k])
+        low = (int(lo_high[k]) << 26) + int(lo_low[k])
+        total += ((h << 52) + low) << (2 * k)
+    return total, 2 * base - 106
 
 
 def _round_to_float64(total, exponent):
@@ -159,17 +172,17 @@ def _round_to_float64(total, exponent):
         return math.inf
 
 
-def _exact_one(chunks):
-    """Correctly rounded sum of squares of an iterable of flat float64 arrays."""
+def _exact_one(blocks):
+    """Correctly rounded sum of squares of float64 blocks of at most _BLOCK elements."""
     total, exponent, nan, inf = 0, 0, False, False
-    for x in chunks:
+    for x in blocks:
         finite = np.isfinite(x)
         if not finite.all():
             nan = nan or bool(np.isnan(x).any())
             inf = True
             x = x[finite]
-        for start in range(0, x.size, _BLOCK):
-            s, e = _block_sum(x[start:start + _BLOCK])
+        if x.size:
+            s, e = _block_sum(x)
             if e < exponent:
                 total, exponent = total << (exponent - e), e
             total += s << (e - exponent)
@@ -203,8 +216,8 @@ def exact_sum_squares(arrays, *, per_array=False):
     """
     listed, _ = _listing(arrays)
     if per_array:
-        return np.array([_exact_one([_float64(a)]) for a in listed], dtype=np.float64)
-    return _exact_one(_float64(a) for a in listed)
+        return np.array([_exact_one(_float64_blocks(a)) for a in listed], dtype=np.float64)
+    return _exact_one(x for a in listed for x in _float64_blocks(a))
 
 
 def relative_error(value, exact):
@@ -228,7 +241,7 @@ def round_to(values, dtype):
     rounds to odd, after which the second rounding is the correct one.
     """
     values, dtype = np.asarray(values, dtype=np.float64), np.dtype(dtype)
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow gives inf, as in IEEE
+    with np.errstate(all="ignore"):  # overflow gives inf, as in IEEE
         if dtype.kind == "f" or dtype.itemsize != 2:
             return values.astype(dtype)
         f = values.astype(np.float32)  # round to odd: truncate, then set the last bit if inexact
@@ -250,17 +263,18 @@ def _require_finite_factor(x, what, check_finite):
 
 def _require_finite(listed, names, base):
     for i, a in enumerate(listed):
-        if not np.isfinite(_float64(a)).all():
+        if not all(np.isfinite(x).all() for x in _float64_blocks(a)):
             raise FloatingPointError(f"{_label(base, names, i)} has a non-finite value "
                                      "(NaN or Inf); no array was changed")
 
 
 def _dots(listed):
-    """float64 ||w_i||^2 of each array: widened, then np.dot."""
-    sums = np.empty(len(listed), dtype=np.float64)
-    for i, a in enumerate(listed):
-        x = _float64(a)
-        sums[i] = np.dot(x, x)
+    """float64 ||w_i||^2 of each array: widened, then np.dot (by blocks of 2**22)."""
+    sums = np.zeros(len(listed), dtype=np.float64)
+    with np.errstate(all="ignore"):  # NaN and Inf propagate, as in l2fast
+        for i, a in enumerate(listed):
+            for x in _float64_blocks(a, 1 << 22):
+                sums[i] += np.dot(x, x)
     return sums
 
 
@@ -281,7 +295,8 @@ def sum_squares(arrays, *, per_array=False, num_threads=None, check_finite=False
 def _scale_in_place(a, factor):
     """w <- round(factor * w), the product formed in float64."""
     w = _writable(a)
-    w[...] = round_to(w.astype(np.float64) * factor, w.dtype)
+    with np.errstate(all="ignore"):  # IEEE results (inf * 0 = nan), no warnings
+        w[...] = round_to(w.astype(np.float64) * factor, w.dtype)
 
 
 def scale_(arrays, factor, *, num_threads=None, check_finite=False):
@@ -311,9 +326,9 @@ def add_scaled_(dst, src, alpha, *, num_threads=None, check_finite=False):
     if check_finite:
         _require_finite(d, names, "dst")
         _require_finite(s, names, "src")
-    for w, v in zip(d, s):
-        update = w.astype(np.float64) + alpha * v.astype(np.float64)
-        w[...] = round_to(update, w.dtype)
+    with np.errstate(all="ignore"):
+        for w, v in zip(d, s):
+            w[...] = round_to(w.astype(np.float64) + alpha * v.astype(np.float64), w.dtype)
 
 
 def sum_squares_scale_(arrays, factor, *, per_array=False, num_threads=None,
