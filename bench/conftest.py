@@ -8,18 +8,21 @@ Not part of the test run (``pytest tests``); run it with
     pytest bench --benchmark-only --benchmark-compare  # compare with the last save
 
 The comparisons are those of `python -m l2fast bench`: both take their
-cases from l2fast._bench_cases.  Every benchmark's extra_info holds its
-GB/s (bytes read + written over the median) and, for the functions that
-return a sum of squares, its relative error against an extended-precision
-reference.
+cases from l2fast.bench.cases and their workloads from
+l2fast.bench.workloads.  Every benchmark's extra_info holds its GB/s (bytes
+read + written over the median) and, for the functions that return a sum of
+squares, its relative error against the exact sum of
+`l2fast.reference.exact_sum_squares`.
 """
 import numpy as np
 import pytest
 
-from l2fast import _bench_cases as bc
-from l2fast import _kernels
+from l2fast import _kernels, reference
+from l2fast.bench.machine import thread_limits
+from l2fast.bench.workloads import (SHIPPED_MODELS, Workload, bytes_moved, shipped_shapes,
+                                    small_shapes, torch_available)
 
-MODELS = list(bc.SHIPPED_MODELS)
+MODELS = list(SHIPPED_MODELS)
 DTYPES = ["float32", "float64"]
 
 
@@ -33,8 +36,7 @@ def pytest_addoption(parser):
 def threads(request):
     """Thread count of every case; NumPy's BLAS and torch are limited to it too."""
     t = request.config.getoption("--bench-threads") or _kernels.max_threads()
-    from l2fast.bench import thread_limits
-    with thread_limits(t, bc.torch_available()):
+    with thread_limits(t, torch_available()):
         yield t
 
 
@@ -46,39 +48,72 @@ def workload(request):
     parametrized, so pytest runs each model's benchmarks together and keeps
     one model in memory at a time."""
     model, dtype = request.param
-    return bc.Workload(bc.shipped_shapes(model), dtype)
+    return Workload(shipped_shapes(model), dtype)
 
 
 @pytest.fixture(scope="session")
 def small_workload():
     """1,000 arrays of 64 float32."""
-    return bc.Workload(bc.small_shapes(), np.float32)
+    return Workload(small_shapes(), np.float32)
 
 
 @pytest.fixture
 def measure(benchmark, threads):
-    """measure(case, workload, group): benchmark one case (see `run_case`)."""
-    return lambda case, workload, group: run_case(benchmark, case, workload, threads, group)
+    """measure(workload, group, run, label, functions, arrays=None, exact=None, **info):
+    benchmark one run (see `measure_run`)."""
+    return lambda *args, **kwargs: measure_run(benchmark, threads, *args, **kwargs)
 
 
-def run_case(benchmark, case, workload, threads, group):
-    """Benchmark one case on a workload and record GB/s and relative error.
+@pytest.fixture
+def measure_case(measure, threads):
+    """measure_case(case, workload): benchmark one case of l2fast.bench.cases,
+    in the group of its workload, dtype and function."""
+    def run(case, workload):
+        measure(workload, f"{workload.name} {workload.dtype} {case.function}",
+                case.build(workload, threads), case.label, (case.function,),
+                exact=workload.exact if case.returns_sum else None,
+                function=case.function, family=case.family, n_elements=workload.size)
+    return run
 
-    The relative error is measured on one call before timing, from the
-    workload's original values; the l2fast cases must stay within 1e-12."""
+
+def measure_run(benchmark, threads, workload, group, run, label, functions, arrays=None,
+                exact=None, **info):
+    """Benchmark `run` on a workload and record GB/s and, when `exact` is
+    given, the relative error, which must stay within 1e-12 for l2fast.
+
+    Parameters
+    ----------
+    workload : l2fast.bench.workloads.Workload
+        Restored before and after.
+    group : str
+        The benchmark group.
+    run : callable
+        One call; returns the sum of squares when `exact` is given.
+    label : str
+        The implementation's name.
+    functions : tuple of str
+        What one call does, in l2fast's function names: its bytes moved are
+        the sum of theirs on `arrays`.
+    arrays : list of ndarray or None
+        The arrays the call works on (None: workload.params).
+    exact : float or None
+        The exact sum of squares `run` should return.
+    **info
+        More extra_info.  The relative error is asserted unless ``family``
+        is given and is not "l2fast" (NumPy and torch peers are only recorded).
+    """
+    arrays = workload.params if arrays is None else arrays
+    moved = sum(bytes_moved(f, sum(a.nbytes for a in arrays)) for f in functions)
     workload.restore()
-    run = case.build(workload, threads)
-    if case.returns_sum:
-        err = bc.relative_error(run(), workload.exact)
+    if exact is not None:
+        err = reference.relative_error(run(), exact)
         benchmark.extra_info["rel_error"] = err
-        if case.family == "l2fast":
-            assert err <= 1e-12, f"{case.label}: relative error {err:.2e}"
+        if info.get("family", "l2fast") == "l2fast":
+            assert err <= 1e-12, f"{label}: relative error {err:.2e}"
     workload.restore()
-    moved = bc.bytes_moved(case.function, workload)
     benchmark.group = group
-    benchmark.extra_info.update(
-        function=case.function, implementation=case.label, family=case.family,
-        threads=threads, n_arrays=len(workload), n_elements=workload.size, bytes=moved)
+    benchmark.extra_info.update(implementation=label, threads=threads, bytes=moved,
+                                n_arrays=len(arrays), **info)
     benchmark(run)
     if benchmark.stats is not None:
         benchmark.extra_info["GB/s"] = moved / benchmark.stats.stats.median / 1e9

@@ -2,11 +2,11 @@
 models, float32 and float64; one benchmark group per model, dtype and function."""
 import pytest
 
-from l2fast import _bench_cases as bc
+from l2fast.bench.cases import cases
 
-CASES = bc.cases()
+CASES = cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_model(measure, workload, case):
-    measure(case, workload, group=f"{workload.name} {workload.dtype} {case.function}")
+def test_model(measure_case, workload, case):
+    measure_case(case, workload)

@@ -2,11 +2,11 @@
 and ParamList's validated-once table pays off."""
 import pytest
 
-from l2fast import _bench_cases as bc
+from l2fast.bench.cases import small_array_cases
 
-CASES = bc.small_array_cases()
+CASES = small_array_cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_small_arrays(measure, small_workload, case):
-    measure(case, small_workload, group=f"{small_workload.name} float32 {case.function}")
+def test_small_arrays(measure_case, small_workload, case):
+    measure_case(case, small_workload)

@@ -2,7 +2,8 @@
 
 Such calls never start the OpenMP team (they are far below
 PARALLEL_MIN_SIZE), so l2fast costs one validation pass and one serial loop,
-and beats the NumPy loop a user would otherwise write.  Run with
+and beats the NumPy loop a user would otherwise write (the baselines of
+`l2fast.reference`).  Run with
 
     flock /tmp/l2fast-bench.lock pytest bench/test_bench_tiny.py --benchmark-only
 """
@@ -12,30 +13,16 @@ import numpy as np
 import pytest
 
 import l2fast
-from l2fast import _kernels
+from l2fast import _kernels, reference
 
 N_ARRAYS, N_ELEMENTS = 10, 10
 
 
 @pytest.fixture
 def tiny():
+    """10 float32 arrays of 10 N(0, 1) values."""
     rng = np.random.default_rng(0)
     return [rng.standard_normal(N_ELEMENTS).astype(np.float32) for _ in range(N_ARRAYS)]
-
-
-def numpy_sum_squares(ws):
-    """The NumPy loop: one float64 dot product per array."""
-    return sum(float(np.dot(w, w)) for w in (a.astype(np.float64) for a in ws))
-
-
-def numpy_vdot_loop(ws):
-    """The fastest NumPy loop: float32 dot products (less accurate than l2fast)."""
-    return sum(float(np.vdot(w, w)) for w in ws)
-
-
-def numpy_scale(ws, factor):
-    for w in ws:
-        w *= factor
 
 
 def fastest(fn, number=2000, repeat=7):
@@ -43,11 +30,16 @@ def fastest(fn, number=2000, repeat=7):
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
 
 
+#: {label: make(ws) -> run}: l2fast, and the NumPy loops a user writes today.
 SUM_CASES = {
     "l2fast.sum_squares": lambda ws: (lambda: l2fast.sum_squares(ws)),
     "ParamList.sum_squares": lambda ws: l2fast.ParamList(ws).sum_squares,
-    "numpy float64 dot loop": lambda ws: (lambda: numpy_sum_squares(ws)),
-    "numpy float32 vdot loop": lambda ws: (lambda: numpy_vdot_loop(ws)),
+    "numpy float32 vdot loop": lambda ws: (lambda: reference.vdot_loop(ws)),
+    "numpy float32 einsum loop": lambda ws: (lambda: reference.einsum_loop(ws)),
+}
+SCALE_CASES = {
+    "l2fast.scale_": lambda ws: (lambda: l2fast.scale_(ws, 1.0)),
+    "numpy *= loop": lambda ws: (lambda: reference.scale_loop_(ws, 1.0)),
 }
 
 
@@ -55,33 +47,31 @@ SUM_CASES = {
 def test_tiny_sum_squares(benchmark, tiny, name):
     benchmark.group = f"tiny: {N_ARRAYS} arrays x {N_ELEMENTS} float32, sum of squares"
     result = benchmark(SUM_CASES[name](tiny))
-    assert result == pytest.approx(numpy_sum_squares(tiny), rel=1e-6)
+    assert result == pytest.approx(reference.exact_sum_squares(tiny), rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["l2fast.scale_", "numpy *= loop"])
+@pytest.mark.parametrize("name", list(SCALE_CASES))
 def test_tiny_scale(benchmark, tiny, name):
     benchmark.group = f"tiny: {N_ARRAYS} arrays x {N_ELEMENTS} float32, scale in place"
-    if name == "l2fast.scale_":
-        benchmark(lambda: l2fast.scale_(tiny, 1.0))
-    else:
-        benchmark(lambda: numpy_scale(tiny, 1.0))
+    benchmark(SCALE_CASES[name](tiny))
 
 
-@pytest.mark.parametrize("function", ["sum_squares", "scale_"])
-def test_tiny_call_beats_the_numpy_loop(benchmark, tiny, function):
+@pytest.mark.parametrize("ours, theirs", [
+    ("l2fast.sum_squares", "numpy float32 vdot loop"),
+    ("l2fast.scale_", "numpy *= loop"),
+], ids=["sum_squares", "scale_"])
+def test_tiny_call_beats_the_numpy_loop(benchmark, tiny, ours, theirs):
     """The ratio l2fast / NumPy loop, both measured in this run: below 1."""
-    if function == "sum_squares":
-        ours, theirs = (lambda: l2fast.sum_squares(tiny)), (lambda: numpy_sum_squares(tiny))
-    else:
-        ours, theirs = (lambda: l2fast.scale_(tiny, 1.0)), (lambda: numpy_scale(tiny, 1.0))
+    cases = {**SUM_CASES, **SCALE_CASES}
+    ours_run, theirs_run = cases[ours](tiny), cases[theirs](tiny)
     benchmark.group = "tiny: l2fast against the NumPy loop"
-    numpy_before = fastest(theirs)
-    benchmark(ours)
-    numpy_after = fastest(theirs)
+    numpy_before = fastest(theirs_run)
+    benchmark(ours_run)
+    numpy_after = fastest(theirs_run)
     assert _kernels.last_team_size() == 1
     if benchmark.stats is None:  # --benchmark-disable
         return
     ratio = benchmark.stats.stats.min / min(numpy_before, numpy_after)
     benchmark.extra_info.update(numpy_loop_seconds=min(numpy_before, numpy_after),
                                 ratio_to_numpy_loop=ratio)
-    assert ratio < 1.0, f"l2fast.{function} took {ratio:.2f}x the NumPy loop's time"
+    assert ratio < 1.0, f"{ours} took {ratio:.2f}x the NumPy loop's time"

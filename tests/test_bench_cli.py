@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 
-from l2fast import bench
+from l2fast.bench import cli as bench
 
 SHAPES = {
     "name": "tiny",

@@ -1,0 +1,285 @@
+"""What the benchmarks run on: model shapes, filled arrays, and the bytes they move.
+
+Bytes moved (read + written) per element of the model, as counted for GB/s
+(`bytes_moved`, the one place this rule is written):
+
+=====================  ===========  ==================================
+function               bytes/elem   memory pattern (roof it is held to)
+=====================  ===========  ==================================
+sum_squares            1 itemsize   read
+scale_                 2 itemsize   update (read, write back)
+add_scaled_            3 itemsize   add (read dst and src, write dst)
+sum_squares_scale_     2 itemsize   update
+=====================  ===========  ==================================
+
+Temporaries that an implementation allocates (NumPy's ``c * w``) are not
+counted: GB/s measures the work, not the implementation's traffic.
+"""
+import importlib
+import importlib.util
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import models, reference
+
+FUNCTIONS = ("sum_squares", "scale_", "add_scaled_", "sum_squares_scale_")
+
+#: Memory pattern of each function: which roof it is compared with.
+PATTERN = {
+    "sum_squares": "read",
+    "scale_": "update",
+    "add_scaled_": "add",
+    "sum_squares_scale_": "update",
+}
+
+#: Bytes read + written per element, in units of the itemsize.
+PASSES = {"read": 1, "update": 2, "add": 3}
+
+#: --model names and the names of their shapes in `l2fast.models`.
+SHIPPED_MODELS = {
+    "resnet50": "resnet50",
+    "bert-base": "bert-base-uncased",
+    "gpt2": "gpt2",
+}
+
+#: Factor of the in-place scalings: alternately FACTOR and 1 / FACTOR, so
+#: values stay bounded however often a case runs.
+FACTOR = 0.999
+#: alpha of add_scaled_: alternately +ALPHA and -ALPHA.
+ALPHA = 1e-3
+
+#: The many-small-arrays workload: 1,000 arrays of 64 float32.
+SMALL_ARRAYS = (1000, 64)
+
+
+def bytes_moved(kind, nbytes):
+    """Bytes read + written by one call.
+
+    Parameters
+    ----------
+    kind : str
+        One of `FUNCTIONS`, or a memory pattern ("read", "update", "add").
+    nbytes : int
+        Bytes of the arrays the call is about: the weights (for "add", one
+        of its two inputs).
+
+    Returns
+    -------
+    int
+    """
+    return PASSES[PATTERN.get(kind, kind)] * nbytes
+
+
+def footprint_bytes(function, nbytes):
+    """Bytes of the arrays a call of `function` touches: the weights, and
+    the gradients too for add_scaled_."""
+    return (2 if PATTERN[function] == "add" else 1) * nbytes
+
+
+def bytes_moved_rule():
+    """The rule of `bytes_moved` in words, for the tables' footnotes.
+
+    Returns
+    -------
+    str
+        ``"N·itemsize ×1 sum_squares, ×2 scale_ and sum_squares_scale_, ×3 add_scaled_"``.
+    """
+    by_passes = {}
+    for function in FUNCTIONS:
+        by_passes.setdefault(bytes_moved(function, 1), []).append(function)
+    return "N·itemsize " + ", ".join(f"×{k} {' and '.join(fs)}"
+                                     for k, fs in sorted(by_passes.items()))
+
+
+def alternating(first, second):
+    """A callable returning first, second, first, ... on successive calls.
+
+    In-place cases alternate their factor (c, 1/c) or their sign so that
+    values stay bounded however often a case runs.
+    """
+    return itertools.cycle((first, second)).__next__
+
+
+# ---------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shapes:
+    """A model's parameter shapes.
+
+    Attributes
+    ----------
+    name : str
+        What the tables call it.
+    params : tuple of (str, tuple of int)
+        Parameter names and shapes, in model order.
+    """
+
+    name: str
+    params: tuple
+
+    @property
+    def size(self):
+        """Total number of elements."""
+        return sum(math.prod(s) for _, s in self.params)
+
+
+def read_shapes(path, name=None):
+    """Shapes from a JSON file ``{"params": [{"name": ..., "shape": [...]}, ...]}``.
+
+    The shipped files in l2fast/models have this format; ``"name"`` at the
+    top level (else the file's stem) names the model, and a parameter's
+    ``"name"`` may be omitted.
+
+    Raises
+    ------
+    ValueError
+        The file is not in that format.
+    """
+    path = Path(path)
+    with open(path) as f:
+        try:
+            spec = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("params"), list):
+        raise ValueError(f'{path}: expected {{"params": [{{"name": ..., "shape": [...]}}, ...]}}')
+    params = []
+    for i, p in enumerate(spec["params"]):
+        shape = p.get("shape") if isinstance(p, dict) else None
+        if (not isinstance(shape, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                           for d in shape)):
+            raise ValueError(f"{path}: params[{i}] needs a \"shape\": a list of "
+                             "non-negative integers")
+        params.append((str(p.get("name", f"params[{i}]")), tuple(shape)))
+    return Shapes(name or str(spec.get("name", path.stem)), tuple(params))
+
+
+def shipped_shapes(model):
+    """Shapes of a model shipped with l2fast: one of `SHIPPED_MODELS`."""
+    if model not in SHIPPED_MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(SHIPPED_MODELS)}")
+    return Shapes(model, tuple(models.shapes(SHIPPED_MODELS[model])))
+
+
+def torch_available():
+    """True when torch can be imported (without importing it)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_model_shapes(spec):
+    """Shapes of the parameters of a user's torch module, given as ``module:attr``.
+
+    `attr` (dotted names allowed) is an ``nn.Module`` instance, or a class or
+    function that returns one when called without arguments.
+
+    Raises
+    ------
+    ValueError
+        torch is missing, or `spec` does not name a module.
+    """
+    if not torch_available():
+        raise ValueError("--torch-model needs torch, which is not installed")
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"--torch-model expects module:attr, got {spec!r}")
+    import torch
+
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"--torch-model: cannot import {module_name!r} ({e})") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"--torch-model: {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(obj, torch.nn.Module) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, torch.nn.Module):
+        raise ValueError(f"--torch-model: {spec} is a {type(obj).__qualname__}, "
+                         "not a torch.nn.Module")
+    params = tuple((n, tuple(p.shape)) for n, p in obj.named_parameters())
+    return Shapes(attr.rsplit(".", 1)[-1], params)
+
+
+def small_shapes(count=SMALL_ARRAYS[0], size=SMALL_ARRAYS[1]):
+    """`count` arrays of `size` elements: where per-array overhead dominates."""
+    return Shapes(f"{count} x {size}", tuple((f"a{i}", (size,)) for i in range(count)))
+
+
+# ---------------------------------------------------------------------------
+# Workloads
+# ---------------------------------------------------------------------------
+
+class Workload:
+    """A model's parameters filled with N(0, 0.02), ready to benchmark.
+
+    Parameters
+    ----------
+    shapes : Shapes
+    dtype : str or numpy dtype
+        float32 or float64.
+    seed : int
+
+    Attributes
+    ----------
+    params : list of ndarray
+        The weights every case works on (in-place cases change them;
+        `restore` puts the original values back).
+    grads : list of ndarray
+        dst arrays of add_scaled_, of the same shapes and dtype.
+    exact : float
+        `l2fast.reference.exact_sum_squares` of the original params.
+    """
+
+    def __init__(self, shapes, dtype=np.float32, seed=0):
+        self.shapes = shapes
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        rng = np.random.default_rng(seed)
+
+        def fill(shape):
+            a = rng.standard_normal(shape, dtype=np.float32)
+            a *= np.float32(0.02)
+            return a.astype(self.dtype, copy=False)
+
+        self._original = [fill(s) for _, s in shapes.params]
+        self.params = [a.copy() for a in self._original]
+        self.grads = [fill(s) for _, s in shapes.params]
+        self.exact = reference.exact_sum_squares(self._original)
+
+    @property
+    def name(self):
+        """The model's name."""
+        return self.shapes.name
+
+    @property
+    def size(self):
+        """Total number of elements of the params."""
+        return self.shapes.size
+
+    @property
+    def nbytes(self):
+        """Bytes of the params."""
+        return self.size * self.dtype.itemsize
+
+    def __len__(self):
+        return len(self.params)
+
+    def named(self):
+        """The params as a dict {param name: array}."""
+        return {name: a for (name, _), a in zip(self.shapes.params, self.params)}
+
+    def restore(self):
+        """Put the original values back into params (in place: views stay valid)."""
+        for a, o in zip(self.params, self._original):
+            np.copyto(a, o)
