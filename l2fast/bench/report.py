@@ -1,5 +1,6 @@
 """What the benchmark shows: the text tables, the JSON report and the plot."""
 import json
+import math
 import sys
 
 import numpy as np
@@ -147,6 +148,18 @@ def _panel(ax, run, roof_entry, handles):
     ax.set_axisbelow(True)
 
 
+def _legend(fig, handles):
+    """The legend under the panels: one row, or two when one row is wider
+    than the figure (a single column of panels is too narrow for one)."""
+    for ncol in (len(handles), math.ceil(len(handles) / 2)):
+        legend = fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=ncol,
+                            fontsize=8, frameon=False, columnspacing=1.5, borderaxespad=0.3)
+        width = legend.get_window_extent(fig.canvas.get_renderer()).width
+        if width <= fig.bbox.width or ncol == 1:
+            return
+        legend.remove()
+
+
 def plot(report, path):
     """GB/s per function and implementation, with the roof of each pattern:
     one row of panels per model and dtype, one column per thread count.
@@ -174,10 +187,9 @@ def plot(report, path):
                 axes[i][j].set_axis_off()
             else:
                 _panel(axes[i][j], run, roof[t], handles)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles),
-               fontsize=8, frameon=False)
     fig.subplots_adjust(left=0.08 / ncols, right=1 - 0.02 / ncols, top=1 - 0.08 / nrows,
                         bottom=(_LEGEND_PX + 30) / height_px, hspace=0.35, wspace=0.25)
+    _legend(fig, handles)
     fig.savefig(path, dpi=_DPI)
     plt.close(fig)
 
