@@ -8,8 +8,8 @@ and calls one function.  An independent model of the contract predicts the
 outcome, and the test asserts one of:
 
 * the call succeeds, and every result and every byte of every buffer is
-  exactly what NumPy computes (values are k/8 with small k, so float64 sums
-  and products are exact whatever the order);
+  exactly what the NumPy twins of l2fast.reference compute (values are k/8
+  with small k, so float64 sums and products are exact whatever the order);
 * the call raises an exception of a predicted type, and every byte of every
   buffer and array is unchanged.
 
@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from numpy.lib.stride_tricks import as_strided
 
 import l2fast
+from l2fast import reference
 
 SHAPE = (3, 4)
 BUFFER_DTYPES = [np.float64, np.float32, np.float64]
@@ -235,25 +236,19 @@ def call(fn, dst, src, factor, check_finite, num_threads):
 
 
 def expected_outcome(fn, pool, seed, dst_idx, src_idx, factor):
-    """The result and the world after the call, computed with NumPy in float64
-    on a fresh copy of the world (inputs are valid here, so written arrays
-    overlap nothing but, possibly, their own src)."""
+    """The result and the world after the call, computed by the NumPy twins of
+    l2fast.reference on a fresh copy of the world (inputs are valid here, so
+    written arrays overlap nothing but, possibly, their own src)."""
     w = World(pool, seed)
-    ssq = [float(np.sum(np.asarray(w.objects[k], np.float64) ** 2)) for k in dst_idx]
+    dst = [w.objects[k] for k in dst_idx]
     result = None
     if "sum_squares" in fn:
-        result = np.array(ssq) if fn in ("sum_squares per_array", "sum_squares_scale_") \
-            else float(np.sum(ssq)) if ssq else 0.0
-    with np.errstate(all="ignore"):
-        if fn.endswith("add_scaled_"):
-            srcs = [np.asarray(w.objects[k], np.float64).copy() for k in src_idx]
-            for k, s in zip(dst_idx, srcs):
-                d = w.objects[k]
-                d[...] = (d.astype(np.float64) + factor * s).astype(d.dtype)
-        elif fn in IN_PLACE:
-            for k in dst_idx:
-                d = w.objects[k]
-                d[...] = (d.astype(np.float64) * factor).astype(d.dtype)
+        per_array = fn in ("sum_squares per_array", "sum_squares_scale_")
+        result = reference.sum_squares(dst, per_array=per_array)
+    if fn.endswith("add_scaled_"):
+        reference.add_scaled_(dst, [w.objects[k] for k in src_idx], factor)
+    elif fn in IN_PLACE:
+        reference.scale_(dst, factor)
     return result, w.snapshot()
 
 

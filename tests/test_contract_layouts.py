@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 import l2fast
+from l2fast import reference
+from l2fast.reference import exact_sum_squares
 
 DTYPES = [np.float32, np.float64]
 
@@ -26,10 +28,6 @@ def dyadic(shape, dtype=np.float64, seed=0):
     and sums d + alpha*s below are exact, so results compare bitwise."""
     rng = np.random.default_rng(seed)
     return (rng.integers(-64, 65, size=shape) / 8).astype(dtype)
-
-
-def ref_ssq(arrays):
-    return float(sum(np.sum(np.asarray(a, np.float64) ** 2) for a in arrays))
 
 
 # ---------------------------------------------------------------------------
@@ -101,21 +99,19 @@ def test_sum_squares_of_a_view_is_right_without_a_copy(layout, dtype, size):
     with NoCopy() as nc:
         total = l2fast.sum_squares(v, num_threads=2)
         per = l2fast.sum_squares([v, base[:5]], per_array=True, num_threads=2)
-    assert total == ref_ssq([v])
-    assert per.tolist() == [ref_ssq([v]), ref_ssq([base[:5]])]
+    assert total == exact_sum_squares([v])
+    assert per.tolist() == [exact_sum_squares([v]), exact_sum_squares([base[:5]])]
     assert_no_copy(nc.peak, v)
 
 
 def _expected_after(call, layout, base, src_base=None, factor=0.5):
-    """The base buffer after `call` with NumPy in float64, rounded once."""
+    """The base buffer after `call`, by the NumPy twins of l2fast.reference."""
     out = base.copy()
     v = LAYOUTS[layout](out)
-    x = v.astype(np.float64)
     if call == "add_scaled_":
-        s = LAYOUTS[layout](src_base).astype(np.float64)
-        v[...] = (x + factor * s).astype(base.dtype)
+        reference.add_scaled_(v, LAYOUTS[layout](src_base), factor)
     else:
-        v[...] = (x * factor).astype(base.dtype)
+        reference.scale_(v, factor)
     return out
 
 
@@ -128,7 +124,7 @@ def test_in_place_call_updates_the_view_and_nothing_else(call, layout, dtype, si
     src_base = dyadic(size, np.float64, seed=2)   # a float64 src for a float32 dst too
     expected = _expected_after(call, layout, base, src_base, factor=0.75)
     v = make_view(layout, base)
-    before = ref_ssq([v])
+    before = exact_sum_squares([v])
     with NoCopy() as nc:
         if call == "scale_":
             l2fast.scale_(v, 0.75, num_threads=2)
@@ -155,7 +151,7 @@ def test_add_scaled_pairs_dst_and_src_of_different_layouts(layout, src_layout):
     assert np.array_equal(src, s64)
     expected = base.copy()
     ev = LAYOUTS[layout](expected)
-    ev[...] = (ev.astype(np.float64) - 2.0 * s64).astype(np.float32)
+    reference.add_scaled_(ev, s64, -2.0)
     l2fast.add_scaled_([v], [src], -2.0, num_threads=2)
     assert base.tobytes() == expected.tobytes()
 
@@ -165,7 +161,7 @@ def test_many_layouts_in_one_call():
              for i, k in enumerate(LAYOUTS)}
     expected = {k: _expected_after("scale_", k, b, factor=-2.0) for k, b in bases.items()}
     views = [make_view(k, b) for k, b in bases.items()]
-    before = ref_ssq(views)
+    before = exact_sum_squares(views)
     assert l2fast.sum_squares(views, num_threads=2) == before
     assert l2fast.sum_squares_scale_(views, -2.0, num_threads=2) == before
     for k in LAYOUTS:
@@ -189,17 +185,17 @@ def test_memmap_in_place_decay_reaches_the_file(tmp_path, dtype):
 
     w = np.memmap(path, dtype=dtype, mode="r+", shape=values.shape)
     assert isinstance(w, np.memmap)
-    assert l2fast.sum_squares(w, num_threads=2) == ref_ssq([values])
-    assert l2fast.sum_squares_scale_([w], 0.5, num_threads=2) == ref_ssq([values])
+    assert l2fast.sum_squares(w, num_threads=2) == exact_sum_squares([values])
+    assert l2fast.sum_squares_scale_([w], 0.5, num_threads=2) == exact_sum_squares([values])
     l2fast.scale_([w[::2, 1:]], -2.0, num_threads=2)     # a strided view of the map
     l2fast.add_scaled_([w[1::2].T], [grads[1::2].T], 0.25, num_threads=2)
     w.flush()
     del w
 
-    expected = values.astype(np.float64) * 0.5
-    expected[::2, 1:] *= -2.0
-    expected[1::2] += 0.25 * grads[1::2]
-    expected = expected.astype(dtype)
+    expected = values.copy()
+    reference.scale_(expected, 0.5)
+    reference.scale_(expected[::2, 1:], -2.0)
+    reference.add_scaled_(expected[1::2].T, grads[1::2].T, 0.25)
     on_disk = np.fromfile(path, dtype=dtype).reshape(values.shape)
     assert on_disk.tobytes() == expected.tobytes()
 
@@ -208,7 +204,7 @@ def test_memmap_opened_read_only_sums_but_refuses_in_place(tmp_path):
     path = tmp_path / "w.bin"
     dyadic(1000, np.float32).tofile(path)
     w = np.memmap(path, dtype=np.float32, mode="r")
-    assert l2fast.sum_squares(w) == ref_ssq([np.fromfile(path, np.float32)])
+    assert l2fast.sum_squares(w) == exact_sum_squares([np.fromfile(path, np.float32)])
     with pytest.raises(ValueError, match="read-only"):
         l2fast.scale_(w, 0.5)
 
@@ -241,8 +237,8 @@ class Tagged(np.ndarray):
 def test_matrix_is_summed_and_updated_in_place():
     m = np.matrix(dyadic((4, 6)))
     values = np.asarray(m).copy()
-    assert l2fast.sum_squares(m) == ref_ssq([values])
-    assert l2fast.sum_squares_scale_([m, m.T[::2] * 0], 0.5) == ref_ssq([values])
+    assert l2fast.sum_squares(m) == exact_sum_squares([values])
+    assert l2fast.sum_squares_scale_([m, m.T[::2] * 0], 0.5) == exact_sum_squares([values])
     assert type(m) is np.matrix and np.array_equal(np.asarray(m), values * 0.5)
     l2fast.add_scaled_(m, np.matrix(values), 1.0)
     assert np.array_equal(np.asarray(m), values * 1.5)
@@ -251,7 +247,7 @@ def test_matrix_is_summed_and_updated_in_place():
 def test_other_subclass_is_an_array_like_any_other():
     t = dyadic((5, 7), np.float32).view(Tagged)
     values = np.asarray(t).copy()
-    assert l2fast.sum_squares([t]) == ref_ssq([values])
+    assert l2fast.sum_squares([t]) == exact_sum_squares([values])
     l2fast.scale_([t[:, ::2]], -2.0)
     values[:, ::2] *= -2.0
     assert type(t) is Tagged and t.tag == "weights"
@@ -409,5 +405,5 @@ def test_non_contiguous_torch_tensors_are_updated_in_place(view):
     assert not v.is_contiguous()
     expected = t.clone()
     view(expected).mul_(0.5)
-    assert l2fast.sum_squares_scale_([v], 0.5) == ref_ssq([v.numpy()]) * 4
+    assert l2fast.sum_squares_scale_([v], 0.5) == exact_sum_squares([v.numpy()]) * 4
     assert torch.equal(t, expected)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import l2fast
+from l2fast.reference import exact_sum_squares
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -144,7 +145,7 @@ def test_paramlist_paired_with_a_paramlist_src_releases_both():
 def test_deleting_the_owner_while_a_paramlist_exists_is_safe(owner):
     rng = np.random.default_rng(1)
     values = [rng.standard_normal(50_000), rng.standard_normal((300, 400)).astype(np.float32)]
-    expected = sum(float(np.sum(v.astype(np.float64) ** 2)) for v in values)
+    expected = exact_sum_squares(values)
 
     if owner == "list":
         holder = [v.copy() for v in values]
@@ -181,7 +182,7 @@ def test_deleting_torch_tensors_while_a_paramlist_exists_is_safe():
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     ts = [torch.randn(1000, 300), torch.randn(5000, dtype=torch.float64)]
-    expected = sum(float((t.double() ** 2).sum()) for t in ts)
+    expected = exact_sum_squares(ts)
     pl = l2fast.ParamList(ts)
     del ts
     gc.collect()

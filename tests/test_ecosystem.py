@@ -3,7 +3,6 @@ process, buffer and DLPack objects, and what show_config reports."""
 import array
 import importlib.util
 import json
-import math
 import os
 import platform
 import re
@@ -16,7 +15,8 @@ import numpy as np
 import pytest
 
 import l2fast
-from l2fast import _kernels
+from l2fast import _kernels, reference
+from l2fast.reference import exact_sum_squares
 
 CONFIG = l2fast.show_config(mode="dicts")
 OPENMP = CONFIG["build"]["openmp"]
@@ -31,20 +31,12 @@ def run_python(code, cwd, timeout=240):
     return proc.stdout
 
 
-def fsum_squares(arrays):
-    return math.fsum(float(x) ** 2 for a in arrays for x in np.asarray(a).ravel())
-
-
 def large_list(seed=0):
     """float32 arrays totalling several parallel items (over PARALLEL_MIN_SIZE elements)."""
     rng = np.random.default_rng(seed)
     sizes = (150_000, 90_000, 65_536, 1_000, 7)
     assert sum(sizes) > 2 * _kernels.PARALLEL_MIN_SIZE
     return [rng.standard_normal(n).astype(np.float32) for n in sizes]
-
-
-def reference(arrays):
-    return sum(float(np.dot(a.astype(np.float64), a.astype(np.float64))) for a in arrays)
 
 
 # ---------------------------------------------------------------------------
@@ -181,7 +173,7 @@ def test_threadpool_limits_run_l2fast_on_one_thread(user_api):
     ws = large_list()
     expected = l2fast.sum_squares(ws)
     assert _kernels.last_team_size() == default
-    assert expected == pytest.approx(reference(ws), rel=1e-13)
+    assert expected == pytest.approx(exact_sum_squares(ws), rel=1e-13)
     with threadpoolctl.threadpool_limits(limits=1, user_api=user_api):
         assert _kernels.max_threads() == 1
         assert l2fast.sum_squares(ws) == expected  # bitwise: any thread count
@@ -208,7 +200,9 @@ def test_ten_arrays_of_ten_elements_run_serially():
     ws = [rng.standard_normal(10).astype(np.float32 if i % 2 else np.float64)
           for i in range(10)]
     gs = [np.ones(10, w.dtype) for w in ws]
-    expected = fsum_squares(ws)
+    expected = exact_sum_squares(ws)
+    expected_gs = [g.copy() for g in gs]
+    reference.add_scaled_(expected_gs, ws, 2.0)
 
     wake_the_team()
     assert l2fast.sum_squares(ws, num_threads=2) == pytest.approx(expected, rel=1e-15)
@@ -217,8 +211,8 @@ def test_ten_arrays_of_ten_elements_run_serially():
     wake_the_team()
     l2fast.add_scaled_(gs, ws, 2.0, num_threads=2)
     assert _kernels.last_team_size() == 1
-    for g, w in zip(gs, ws):
-        np.testing.assert_array_equal(g, (1.0 + 2.0 * w.astype(np.float64)).astype(w.dtype))
+    for g, e in zip(gs, expected_gs):
+        np.testing.assert_array_equal(g, e)
 
     wake_the_team()
     got = l2fast.sum_squares_scale_(ws, 3.0, num_threads=2)
@@ -250,10 +244,11 @@ import torch
 from sklearn.cluster import KMeans
 import l2fast
 from l2fast import _kernels
+from l2fast.reference import exact_sum_squares
 
 rng = np.random.default_rng(0)
 ws = [rng.standard_normal(n).astype(np.float32) for n in (150_000, 90_000, 65_536, 7)]
-ref = sum(float(np.dot(w.astype(np.float64), w.astype(np.float64))) for w in ws)
+ref = exact_sum_squares(ws)
 teams = []
 
 def l2fast_call():
@@ -309,7 +304,7 @@ def test_buffer_protocol_objects():
     f64 = array.array("d", [0.1, 0.2])
     ro = memoryview(np.array([3.0, 4.0]).tobytes()).cast("d")  # read-only
     assert l2fast.sum_squares([f32, f64, ro]) == pytest.approx(
-        fsum_squares([[1.5, -2.0, 3.0], [0.1, 0.2], [3.0, 4.0]]), rel=1e-15)
+        exact_sum_squares([[1.5, -2.0, 3.0], [0.1, 0.2], [3.0, 4.0]]), rel=1e-15)
     l2fast.scale_([f32, f64], 2.0)  # writeable buffers are updated in place
     assert f32.tolist() == [3.0, -4.0, 6.0]
     assert f64.tolist() == [0.2, 0.4]
@@ -338,7 +333,7 @@ def test_dlpack_objects_are_viewed_not_copied():
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     pl = l2fast.ParamList([DLPackOnly(a)])
     assert pl.arrays[0].ctypes.data == a.ctypes.data
-    assert pl.sum_squares() == fsum_squares([a]) == 506.0
+    assert pl.sum_squares() == exact_sum_squares([a]) == 506.0
     l2fast.scale_([DLPackOnly(a)], 0.5)
     np.testing.assert_array_equal(a, np.arange(12, dtype=np.float32).reshape(3, 4) / 2)
 
@@ -363,7 +358,7 @@ def test_array_interface_object_is_viewed():
 
     pl = l2fast.ParamList([Exposed()])
     assert pl.arrays[0].ctypes.data == base.ctypes.data
-    assert pl.sum_squares() == pytest.approx(fsum_squares([base]), rel=1e-15)
+    assert pl.sum_squares() == pytest.approx(exact_sum_squares([base]), rel=1e-15)
 
 
 def test_object_that_needs_a_copy_is_refused():

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import l2fast
-from l2fast import _kernels
+from l2fast import _kernels, reference
+from l2fast.reference import exact_sum_squares
 
 torch = pytest.importorskip("torch")
 
@@ -19,17 +20,13 @@ def make_model(seed=0, dtype=torch.float32):
 
 
 def float64_copies(tensors):
-    """Independent reference values: float64 NumPy copies of the tensors."""
+    """float64 NumPy copies of the tensors."""
     return [t.detach().to(torch.float64).numpy().copy() for t in tensors]
 
 
-def reference_sum_squares(tensors):
-    return sum(float(np.sum(x * x)) for x in float64_copies(tensors))
-
-
-def rounded(values, dtype):
-    """float64 values rounded once to a torch dtype, as a tensor."""
-    return torch.from_numpy(values).to(dtype)
+def clones(tensors):
+    """Copies of the tensors, for the NumPy twins of l2fast.reference to update."""
+    return [t.detach().clone() for t in tensors]
 
 
 # ---------------------------------------------------------------------------
@@ -42,14 +39,14 @@ def test_sum_squares_of_model_parameters_generator():
     assert sum(p.numel() for p in params) > _kernels.PARALLEL_MIN_SIZE
     assert all(p.requires_grad for p in params)
     got = l2fast.sum_squares(model.parameters())
-    assert got == pytest.approx(reference_sum_squares(params), rel=1e-13)
+    assert got == pytest.approx(exact_sum_squares(params), rel=1e-13)
 
 
 def test_per_array_sums_of_named_parameters_follow_the_dict():
     model = make_model(1)
     named = dict(model.named_parameters())
     got = l2fast.sum_squares(named, per_array=True, num_threads=2)
-    expected = [float(np.sum(x * x)) for x in float64_copies(named.values())]
+    expected = exact_sum_squares(named, per_array=True)
     np.testing.assert_allclose(got, expected, rtol=1e-13)
 
 
@@ -64,9 +61,9 @@ def test_views_share_the_tensors_memory():
 def test_single_tensor_and_float64_tensor():
     torch.manual_seed(3)
     t = torch.randn(70, 300, dtype=torch.float64)
-    assert l2fast.sum_squares(t) == pytest.approx(reference_sum_squares([t]), rel=1e-14)
+    assert l2fast.sum_squares(t) == pytest.approx(exact_sum_squares([t]), rel=1e-14)
     assert l2fast.sum_squares([t, t.float()]) == pytest.approx(
-        reference_sum_squares([t, t.float()]), rel=1e-13)
+        exact_sum_squares([t, t.float()]), rel=1e-13)
 
 
 def test_tensor_reached_only_through_dlpack():
@@ -94,18 +91,18 @@ def test_tensor_reached_only_through_dlpack():
 def test_scale_updates_parameters_in_place():
     model = make_model(4)
     params = list(model.parameters())
-    before = float64_copies(params)
+    expected = clones(params)
+    reference.scale_(expected, 0.9)  # the product formed in float64, rounded once
     pointers = [p.data_ptr() for p in params]
     l2fast.scale_(model.parameters(), 0.9, num_threads=2)
-    for p, b, ptr in zip(params, before, pointers):
+    for p, e, ptr in zip(params, expected, pointers):
         assert isinstance(p, torch.nn.Parameter) and p.requires_grad and p.grad is None
         assert p.data_ptr() == ptr
-        assert torch.equal(p.detach(), rounded(b * 0.9, torch.float32))  # product rounded once
+        assert torch.equal(p.detach(), e)
     # what the model computes is what the updated parameters compute
     x = torch.randn(5, 32)
     with torch.no_grad():
-        h = torch.relu(x @ rounded(before[0] * 0.9, torch.float32).T
-                       + rounded(before[1] * 0.9, torch.float32))
+        h = torch.relu(x @ expected[0].T + expected[1])
         h = torch.nn.functional.layer_norm(h, (600,), params[2].detach(), params[3].detach())
         expected = h @ params[4].detach().T + params[5].detach()
         np.testing.assert_allclose(model(x).numpy(), expected.numpy(), rtol=1e-6, atol=1e-6)
@@ -114,11 +111,13 @@ def test_scale_updates_parameters_in_place():
 def test_sum_squares_scale_on_named_parameters():
     model = make_model(5)
     named = dict(model.named_parameters())
-    before = float64_copies(named.values())
+    expected = clones(named.values())
+    sums = exact_sum_squares(expected, per_array=True)
+    reference.scale_(expected, 0.5)
     got = l2fast.sum_squares_scale_(named, 0.5, per_array=True)
-    np.testing.assert_allclose(got, [float(np.sum(b * b)) for b in before], rtol=1e-13)
-    for p, b in zip(named.values(), before):
-        assert torch.equal(p.detach(), rounded(b * 0.5, torch.float32))
+    np.testing.assert_allclose(got, sums, rtol=1e-13)
+    for p, e in zip(named.values(), expected):
+        assert torch.equal(p.detach(), e)
 
 
 def test_coupled_weight_decay_on_gradients():
@@ -129,10 +128,12 @@ def test_coupled_weight_decay_on_gradients():
     named = dict(model.named_parameters())
     grads = {name: p.grad for name, p in named.items()}
     g0, w0 = float64_copies(grads.values()), float64_copies(named.values())
+    expected, src = clones(grads.values()), clones(named.values())
+    reference.add_scaled_(expected, src, 1e-2)  # g + lam * w in float64, rounded once
     l2fast.add_scaled_(grads, named, 1e-2)
-    for name, g, w in zip(named, g0, w0):
-        assert torch.equal(named[name].grad, rounded(g + 1e-2 * w, torch.float32)), name
-        assert torch.equal(named[name].detach(), rounded(w, torch.float32))  # src unchanged
+    for name, g, w, e, s in zip(named, g0, w0, expected, src):
+        assert torch.equal(named[name].grad, e), name
+        assert torch.equal(named[name].detach(), s)  # src unchanged
         # torch forms g + lam * w in float32: within two roundings of the operands' size
         by_torch = torch.from_numpy(g).float().add(torch.from_numpy(w).float(), alpha=1e-2)
         diff = np.abs(named[name].grad.double().numpy() - by_torch.double().numpy())
@@ -143,13 +144,13 @@ def test_paramlist_of_parameters_over_several_steps():
     model = make_model(7)
     params = list(model.parameters())
     pl = l2fast.ParamList(model.parameters())
-    values = float64_copies(params)
+    values = clones(params)
     for step in range(3):
         s = pl.sum_squares_scale_(0.75)
-        assert s == pytest.approx(sum(float(np.sum(v * v)) for v in values), rel=1e-13)
-        values = [rounded(v * 0.75, torch.float32).double().numpy() for v in values]
+        assert s == pytest.approx(exact_sum_squares(values), rel=1e-13)
+        reference.scale_(values, 0.75)
         for p, v in zip(params, values):
-            assert torch.equal(p.detach().double(), torch.from_numpy(v)), step
+            assert torch.equal(p.detach(), v), step
 
 
 def test_strided_tensor_view_is_updated_through_its_storage():
