@@ -111,11 +111,21 @@ def _float64_blocks(a, size=_BLOCK):
         yield flat[start:start + size].astype(np.float64)
 
 
-def _writable(a):
+def _view(a):
     """A NumPy array that is the memory of `a` (a tensor's storage, viewed)."""
     if _torch_tensor(a):
         return a.detach().numpy()
     return np.asarray(a)
+
+
+def _targets(listed, names, base):
+    """Views of the arrays an in-place twin writes; ValueError naming a
+    read-only one before anything is written.  (Overlaps are not checked.)"""
+    views = [_view(a) for a in listed]
+    for i, w in enumerate(views):
+        if not w.flags.writeable:
+            raise ValueError(f"{_label(base, names, i)} is read-only")
+    return views
 
 
 # ---------------------------------------------------------------------------
@@ -292,11 +302,11 @@ def sum_squares(arrays, *, per_array=False, num_threads=None, check_finite=False
     return _total(sums, per_array)
 
 
-def _scale_in_place(a, factor):
+def _scale_in_place(views, factor):
     """w <- round(factor * w), the product formed in float64."""
-    w = _writable(a)
     with np.errstate(all="ignore"):  # IEEE results (inf * 0 = nan), no warnings
-        w[...] = round_to(w.astype(np.float64) * factor, w.dtype)
+        for w in views:
+            w[...] = round_to(w.astype(np.float64) * factor, w.dtype)
 
 
 def scale_(arrays, factor, *, num_threads=None, check_finite=False):
@@ -305,10 +315,10 @@ def scale_(arrays, factor, *, num_threads=None, check_finite=False):
     factor = float(factor)
     _require_finite_factor(factor, "factor", check_finite)
     listed, names = _listing(arrays)
+    views = _targets(listed, names, "arrays")
     if check_finite:
-        _require_finite(listed, names, "arrays")
-    for a in listed:
-        _scale_in_place(a, factor)
+        _require_finite(views, names, "arrays")
+    _scale_in_place(views, factor)
 
 
 def add_scaled_(dst, src, alpha, *, num_threads=None, check_finite=False):
@@ -318,7 +328,7 @@ def add_scaled_(dst, src, alpha, *, num_threads=None, check_finite=False):
     alpha = float(alpha)
     _require_finite_factor(alpha, "alpha", check_finite)
     d, s, names = _pairing(dst, src)
-    d, s = [_writable(a) for a in d], [_writable(b) for b in s]
+    d, s = _targets(d, names, "dst"), [_view(b) for b in s]
     for i, (w, v) in enumerate(zip(d, s)):
         if w.shape != v.shape:
             raise ValueError(f"{_label('dst', names, i)} has shape {w.shape} but "
@@ -338,11 +348,11 @@ def sum_squares_scale_(arrays, factor, *, per_array=False, num_threads=None,
     factor = float(factor)
     _require_finite_factor(factor, "factor", check_finite)
     listed, names = _listing(arrays)
+    views = _targets(listed, names, "arrays")
     if check_finite:
-        _require_finite(listed, names, "arrays")
-    sums = _dots(listed)
-    for a in listed:
-        _scale_in_place(a, factor)
+        _require_finite(views, names, "arrays")
+    sums = _dots(views)
+    _scale_in_place(views, factor)
     return _total(sums, per_array)
 
 

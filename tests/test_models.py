@@ -1,9 +1,12 @@
 """Accuracy and determinism on real model shapes (ResNet-50, BERT-base, GPT-2)."""
+import math
+
 import numpy as np
 import pytest
 
 import l2fast
 from conftest import MODEL_NAMES
+from l2fast import models
 from l2fast.reference import exact_sum_squares
 
 pytestmark = pytest.mark.models
@@ -61,3 +64,17 @@ def test_accuracy_magnitudes_1e_minus30_to_1e30(nt):
                 for _ in range(5)]
         r = exact_sum_squares(band)
         assert abs(l2fast.sum_squares(band, num_threads=nt) - r) / r <= 1e-12
+
+
+def test_shipped_model_names_and_shapes():
+    assert models.names() == ["bert-base-uncased", "gpt2", "resnet50"]
+    sizes = {name: sum(math.prod(s) for _, s in models.shapes(name)) for name in models.names()}
+    assert sizes["gpt2"] == 124_439_808                   # GPT-2 small, lm_head tied
+    assert 25_000_000 < sizes["resnet50"] < 26_000_000
+    assert 109_000_000 < sizes["bert-base-uncased"] < 111_000_000
+    for name in models.names():
+        params = models.shapes(name)
+        assert all(isinstance(n, str) and isinstance(s, tuple) for n, s in params)
+        assert models.path(name).name == f"{name}.json"
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        models.shapes("vgg")
