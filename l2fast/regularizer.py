@@ -424,10 +424,8 @@ class L2:
 
         Parameters
         ----------
-        params : list, dict, ndarray or ParamList
-            Writeable weight arrays.
-        lr : float
-            Learning rate.
+        params, lr
+            As in `decay_`.
 
         Returns
         -------
