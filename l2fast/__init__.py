@@ -14,6 +14,15 @@ release the GIL:
     ParamList(ws)                    the same, validated once
     show_config()                    build, OpenMP runtime, threads, SIMD
     L2(lam, scale), conventions      the λ scalings named, converted, applied
+    reference                        the exact sum and a plain-NumPy twin of each
+
+How a call flows (docs/architecture.md has the whole note):
+
+    _api.py, regularizer.py   public functions, ParamList, L2
+      -> _args.py             what an argument is (lists, dicts, pairs, threads)
+      -> _table.pyx           validation, and the work table of pieces and items
+      -> _kernels.pyx         one OpenMP loop over items, fixed-order fold
+      -> _loops.h             every loop, per dtype, contiguous and strided
 """
 from ._api import ParamList, add_scaled_, scale_, sum_squares, sum_squares_scale_
 from ._config import show_config

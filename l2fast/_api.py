@@ -6,104 +6,28 @@ squared L2 (Frobenius) norm of one array, and N = sum_i size(w_i).
 """
 from __future__ import annotations
 
-import array
-import math
-import numbers
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, overload
 
 import numpy as np
 
 from . import _kernels
-from ._interop import as_array
-from ._table import INPLACE, READ, RECORD, Table, set_converter
+from ._args import HasTable, listing, pairing, real, thread_count, work_table
+from ._table import INPLACE, INPLACE_LATER, READ, Table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ._typing import Arrays, Real, Sums, Threads, View
 
-set_converter(as_array)
-
 __all__ = ["sum_squares", "scale_", "add_scaled_", "sum_squares_scale_", "ParamList"]
 
 
-# ---------------------------------------------------------------------------
-# Argument handling
-# ---------------------------------------------------------------------------
-
-def _listing(arrays: Arrays, what: str) -> tuple[tuple[Any, ...], tuple[str, ...] | None]:
-    """(tuple of arrays, tuple of names or None) from a list, a dict, one array
-    or a ParamList."""
-    if isinstance(arrays, ParamList):
-        return arrays.arrays, arrays.names
-    if isinstance(arrays, (np.ndarray, memoryview, array.array)) or hasattr(arrays, "__dlpack__"):
-        return (arrays,), None
-    if isinstance(arrays, Mapping):
-        return tuple(arrays.values()), tuple(str(k) for k in arrays)
-    if isinstance(arrays, (str, bytes)) or not hasattr(arrays, "__iter__"):
-        raise TypeError(f"{what}: expected an array, a list of arrays or a dict of named "
-                        f"arrays, got {type(arrays).__qualname__}")
-    return tuple(arrays), None
-
-
-def _named(arrays: Arrays) -> Arrays:
-    """A ParamList built from a dict as that dict; anything else as it is."""
-    if isinstance(arrays, ParamList) and arrays._keyed:
-        return dict(zip(arrays.names or (), arrays.arrays))
-    return arrays
-
-
-def _pairing(dst: Arrays, src: Arrays) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[str, ...] | None]:
-    """dst and src listed and paired: by key when both are named (dicts, or
-    ParamLists made from dicts), else by position."""
-    dst, src = _named(dst), _named(src)
-    d, dnames = _listing(dst, "dst")
-    if isinstance(dst, Mapping) and isinstance(src, Mapping):
-        missing = [k for k in dst if k not in src]
-        extra = [k for k in src if k not in dst]
-        if missing or extra:
-            raise ValueError(f"dst and src must name the same arrays; missing from src: "
-                             f"{missing[:5]}, not in dst: {extra[:5]}")
-        return d, tuple(src[k] for k in dst), dnames
-    s, snames = _listing(src, "src")
-    if len(s) != len(d):
-        raise ValueError(f"dst has {len(d)} arrays but src has {len(s)}")
-    return d, s, dnames if dnames is not None else snames
-
-
-def _threads(num_threads: Threads) -> int | None:
-    if num_threads is None:
-        return None
-    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
-        raise TypeError(f"num_threads must be None or a positive int, got {num_threads!r}")
-    if num_threads < 1:
-        raise ValueError(f"num_threads must be None or a positive int, got {num_threads}")
-    return int(num_threads)
-
-
-def _real(x: Real, what: str, check_finite: bool = False) -> float:
-    if not isinstance(x, numbers.Real):
-        raise TypeError(f"{what} must be a real number, got {type(x).__qualname__}")
-    if check_finite and not math.isfinite(x):
-        raise FloatingPointError(f"{what} is {x}, not finite; no array was changed")
-    return float(x)
-
-
-def _table(arrays: Arrays, mode: int) -> Table:
-    """The work table of a call: a ParamList's own (the kernels check a kept
-    table's writeability again), or a new one."""
-    if isinstance(arrays, ParamList):
-        return arrays._table
-    return Table(*_listing(arrays, "arrays"), None, mode)
-
-
-def _require_finite(table: Table, num_threads: int | None) -> None:
+def _require_finite(table: Table, nt: int) -> None:
     """Raise FloatingPointError naming the first array with a NaN or an Inf.
 
     A read-only pass: its per-array sums of squares are finite exactly when the
     values are, except for float64 values over ~1.3e154, checked directly."""
-    sums = _kernels.sum_squares(table, num_threads, True)
+    sums = _kernels.sum_squares(table, num_threads=nt, per_array=True)
     for i in np.flatnonzero(~np.isfinite(sums)).tolist():
         if not np.isfinite(table.arrays[i]).all():
             name = repr(table.names[i]) if table.names is not None else i
@@ -114,37 +38,37 @@ def _require_finite(table: Table, num_threads: int | None) -> None:
 # The bodies shared by the functions and the ParamList methods.
 
 def _sum(t: Table, per_array: bool, num_threads: Threads, check_finite: bool) -> float | Sums:
-    nt = _threads(num_threads)
-    result = _kernels.sum_squares(t, nt, bool(per_array))
+    nt = thread_count(num_threads)
+    result = _kernels.sum_squares(t, num_threads=nt, per_array=bool(per_array))
     if check_finite and not np.isfinite(result).all():
         _require_finite(t, nt)
     return result
 
 
 def _scale(t: Table, factor: Real, num_threads: Threads, check_finite: bool) -> None:
-    nt, f = _threads(num_threads), _real(factor, "factor", check_finite)
+    nt, f = thread_count(num_threads), real(factor, "factor", check_finite)
     if check_finite:
         t.check_inplace()  # a bad array is reported before a bad value
         _require_finite(t, nt)
-    _kernels.scale(t, f, nt)
+    _kernels.scale(t, f, num_threads=nt)
 
 
 def _sum_scale(t: Table, factor: Real, per_array: bool, num_threads: Threads,
                check_finite: bool) -> float | Sums:
-    nt, f = _threads(num_threads), _real(factor, "factor", check_finite)
+    nt, f = thread_count(num_threads), real(factor, "factor", check_finite)
     if check_finite:
         t.check_inplace()
         _require_finite(t, nt)
-    return _kernels.sum_squares_scale(t, f, nt, bool(per_array))
+    return _kernels.sum_squares_scale(t, f, num_threads=nt, per_array=bool(per_array))
 
 
 def _add(pair: Table, alpha: Real, num_threads: Threads, check_finite: bool) -> None:
-    nt, a = _threads(num_threads), _real(alpha, "alpha", check_finite)
+    nt, a = thread_count(num_threads), real(alpha, "alpha", check_finite)
     if check_finite:  # dst first, then src
         pair.check_inplace()
         _require_finite(pair, nt)
         _require_finite(Table(pair.src, pair.names, None, READ, pair.src_label), nt)
-    _kernels.add_scaled(pair, a, nt)
+    _kernels.add_scaled(pair, a, num_threads=nt)
 
 
 # ---------------------------------------------------------------------------
@@ -204,7 +128,7 @@ def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads
     >>> l2fast.sum_squares([np.array([3.0, 4.0]), np.array([[1.0], [2.0]], np.float32)])
     30.0
     """
-    return _sum(_table(arrays, READ), per_array, num_threads, check_finite)
+    return _sum(work_table(arrays, READ), per_array, num_threads, check_finite)
 
 
 def scale_(arrays: Arrays, factor: Real, *, num_threads: Threads = None,
@@ -235,7 +159,7 @@ def scale_(arrays: Arrays, factor: Real, *, num_threads: Threads = None,
         An array is read-only, or two arrays (or one array with itself, as
         a broadcast view) overlap in memory.  No array is changed.
     """
-    _scale(_table(arrays, INPLACE), factor, num_threads, check_finite)
+    _scale(work_table(arrays, INPLACE), factor, num_threads, check_finite)
 
 
 def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads = None,
@@ -273,7 +197,7 @@ def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads =
     TypeError
         As in `scale_`.
     """
-    d, s, names = _pairing(dst, src)
+    d, s, names = pairing(dst, src)
     _add(Table(d, names, s, INPLACE, "dst", "src"), alpha, num_threads, check_finite)
 
 
@@ -312,14 +236,14 @@ def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
     float or ndarray of float64
         S, bitwise equal to ``sum_squares(arrays)`` called before scaling.
     """
-    return _sum_scale(_table(arrays, INPLACE), factor, per_array, num_threads, check_finite)
+    return _sum_scale(work_table(arrays, INPLACE), factor, per_array, num_threads, check_finite)
 
 
 # ---------------------------------------------------------------------------
 # ParamList
 # ---------------------------------------------------------------------------
 
-class ParamList:
+class ParamList(HasTable):
     """A list of arrays validated once, for repeated calls.
 
     Building the work table (checking dtypes and layouts, cutting the arrays
@@ -363,7 +287,7 @@ class ParamList:
     _pair: tuple[Arrays, Table] | None
 
     def __init__(self, arrays: Arrays) -> None:
-        self._table = Table(*_listing(arrays, "arrays"), None, RECORD)
+        self._table = Table(*listing(arrays, "arrays"), None, INPLACE_LATER)
         self._pair = None
         self._keyed = self._table.names is not None  # built from a dict: pairs by key
 
@@ -372,7 +296,7 @@ class ParamList:
         """A ParamList whose errors name array i as ``arrays[labels[i]]``: for a
         selection of a larger list, labels are the original positions or keys."""
         self = cls.__new__(cls)
-        self._table = Table(arrays, labels, None, RECORD)
+        self._table = Table(arrays, labels, None, INPLACE_LATER)
         self._pair = None
         self._keyed = False
         return self
@@ -456,8 +380,8 @@ class ParamList:
     def _pair_with(self, src: Arrays) -> Table:
         if self._pair is not None and self._pair[0] is src:
             return self._pair[1]
-        d, s, _ = _pairing(self, src)
-        pair = Table(d, self.names, s, RECORD, "dst", "src")
+        d, s, _ = pairing(self, src)
+        pair = Table(d, self.names, s, INPLACE_LATER, "dst", "src")
         if isinstance(src, ParamList):
             self._pair = (src, pair)
         return pair

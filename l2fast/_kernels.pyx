@@ -1,22 +1,22 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The OpenMP kernels: one parallel loop over the items of a work table.
+"""The parallel driver: one OpenMP loop over the items of a work table.
 
-Every function here takes a validated `Table` (see _table.pyx) and runs
-without the GIL.  Sums of squares are accumulated in float64: independent
-lanes inside a run (32 in long contiguous runs, so one thread streams at
-memory speed; 8 in short ones, 16 in strided ones), one float64 slot per
-piece, and the slots folded in a fixed order, so the result is bitwise the
-same for any thread count and schedule.
+Every kernel here takes a validated `Table` (see _table.pyx), a thread
+count already resolved (see _args.thread_count), and runs without the GIL;
+the loops themselves are in _loops.h.  Sums of squares are accumulated in
+float64: independent lanes inside a run (32 in long contiguous runs, so one
+thread streams at memory speed; 8 in short ones, 16 in strided ones), one
+float64 slot per piece, and the slots folded in a fixed order, so the
+result is bitwise the same for any thread count and schedule.
 """
-from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
 
 cimport numpy as cnp
 import numpy as np
 
-from l2fast._table cimport Table, Piece, CHUNK, P_F64, Q_F64, MODE_INPLACE
+from l2fast._table cimport Table, Piece, CHUNK, MODE_INPLACE
+from cython.parallel cimport prange
 
 cnp.import_array()
 
@@ -37,6 +37,16 @@ cdef extern from "_platform.h" nogil:
     int l2f_watch_fork()
     int l2f_thread_limit()
 
+cdef extern from "_loops.h" nogil:
+    enum: LANES "L2F_LANES"     # float64 accumulators of a long contiguous run
+    enum Op "l2f_op":
+        SSQ "L2F_SSQ"
+        SSQ_SCALE "L2F_SSQ_SCALE"
+        SCALE "L2F_SCALE"
+        ADD "L2F_ADD"
+    double l2f_apply(int op, const Piece* c, double f)
+    double l2f_sum_slots(const double* x, int64_t n)
+
 if l2f_watch_fork() != 0:
     raise ImportError("l2fast: pthread_atfork failed")
 
@@ -46,180 +56,20 @@ def in_fork_child():
     return bool(l2f_in_fork_child)
 
 
-ctypedef fused floating_src:
-    float
-    double
-
 # Below this many elements a call runs on the calling thread: waking the
 # team costs more than the work.
 PARALLEL_MIN_SIZE = 2 * CHUNK
 cdef int64_t _parallel_min = PARALLEL_MIN_SIZE
 
 
-# ----------------------------------------------------------------------------
-# Inner loops over one run: n elements, stride s (in elements).
-# ----------------------------------------------------------------------------
-
-cdef extern from "_loops.h" nogil:
-    enum: LANES "L2F_LANES"     # independent float64 accumulators in a long contiguous run
-    double l2f_ssq_f32(const float* p, int64_t n, double unused)
-    double l2f_ssq_f64(const double* p, int64_t n, double unused)
-    double l2f_ssq_scale_f32(float* p, int64_t n, double f)
-    double l2f_ssq_scale_f64(double* p, int64_t n, double f)
-    void l2f_scale_f32(float* p, int64_t n, double f)
-    void l2f_scale_f64(double* p, int64_t n, double f)
-    void l2f_add_f32_f32(float* d, const float* q, int64_t n, double a)
-    void l2f_add_f32_f64(float* d, const double* q, int64_t n, double a)
-    void l2f_add_f64_f32(double* d, const float* q, int64_t n, double a)
-    void l2f_add_f64_f64(double* d, const double* q, int64_t n, double a)
-    void l2f_add_self_f32(float* d, int64_t n, double a)
-    void l2f_add_self_f64(double* d, int64_t n, double a)
-
-
-# ----------------------------------------------------------------------------
-# One run: n elements, stride s (in elements).  Contiguous runs go to the
-# vectorised C loops of _loops.h; strided runs are done here, with the same
-# arithmetic (float64 widening, 16 accumulators).  The table has already
-# turned reversed dimensions around, so strides here are positive except
-# where the two operands of a pair disagree.
-# ----------------------------------------------------------------------------
-
-cdef enum:
-    STRIDED_LANES = 16  # accumulators of a strided run
-
-
-cdef inline double _fold_strided(double* acc) noexcept nogil:
-    cdef int w = STRIDED_LANES // 2, j
-    while w > 0:
-        for j in range(w):
-            acc[j] += acc[j + w]
-        w //= 2
-    return acc[0]
-
-
-cdef double _ssq_run(const floating* p, int64_t n, int64_t s) noexcept nogil:
-    cdef double acc[STRIDED_LANES]
-    cdef double x
-    cdef int64_t i
-    if s == 1:
-        if floating is float:
-            return l2f_ssq_f32(p, n, 0.0)
-        else:
-            return l2f_ssq_f64(p, n, 0.0)
-    for i in range(STRIDED_LANES):
-        acc[i] = 0.0
-    for i in range(n):
-        x = p[i * s]
-        acc[i % STRIDED_LANES] += x * x
-    return _fold_strided(acc)
-
-
-cdef double _ssq_scale_run(floating* p, int64_t n, int64_t s, double f) noexcept nogil:
-    cdef double acc[STRIDED_LANES]
-    cdef double x
-    cdef int64_t i
-    if s == 1:
-        if floating is float:
-            return l2f_ssq_scale_f32(p, n, f)
-        else:
-            return l2f_ssq_scale_f64(p, n, f)
-    for i in range(STRIDED_LANES):
-        acc[i] = 0.0
-    for i in range(n):
-        x = p[i * s]
-        acc[i % STRIDED_LANES] += x * x
-        p[i * s] = <floating> (x * f)
-    return _fold_strided(acc)
-
-
-cdef void _scale_run(floating* p, int64_t n, int64_t s, double f) noexcept nogil:
-    cdef int64_t i
-    if s == 1:
-        if floating is float:
-            l2f_scale_f32(p, n, f)
-        else:
-            l2f_scale_f64(p, n, f)
-        return
-    for i in range(n):
-        p[i * s] = <floating> (p[i * s] * f)
-
-
-cdef void _add_run(floating* d, const floating_src* q, int64_t n, int64_t sd, int64_t sq,
-                   double a) noexcept nogil:
-    cdef int64_t i
-    cdef double x
-    if sd == 1 and sq == 1:
-        if <const void*> d == <const void*> q:     # dst is src: the table allows
-            if floating is float:                  # this only for equal dtypes
-                l2f_add_self_f32(d, n, a)
-            else:
-                l2f_add_self_f64(d, n, a)
-        elif floating is float and floating_src is float:
-            l2f_add_f32_f32(d, q, n, a)
-        elif floating is float and floating_src is double:
-            l2f_add_f32_f64(d, q, n, a)
-        elif floating is double and floating_src is float:
-            l2f_add_f64_f32(d, q, n, a)
-        else:
-            l2f_add_f64_f64(d, q, n, a)
-        return
-    for i in range(n):
-        x = q[i * sq]
-        d[i * sd] = <floating> (d[i * sd] + a * x)
-
-
-# ----------------------------------------------------------------------------
-# One piece: dispatch on the dtypes.
-# ----------------------------------------------------------------------------
-
-cdef inline double _piece_ssq(const Piece* c) noexcept nogil:
-    if c.kind & P_F64:
-        return _ssq_run(<const double*> c.p, c.n, c.sp)
-    return _ssq_run(<const float*> c.p, c.n, c.sp)
-
-
-cdef inline double _piece_ssq_scale(const Piece* c, double f) noexcept nogil:
-    if c.kind & P_F64:
-        return _ssq_scale_run(<double*> c.p, c.n, c.sp, f)
-    return _ssq_scale_run(<float*> c.p, c.n, c.sp, f)
-
-
-cdef inline void _piece_scale(const Piece* c, double f) noexcept nogil:
-    if c.kind & P_F64:
-        _scale_run(<double*> c.p, c.n, c.sp, f)
-    else:
-        _scale_run(<float*> c.p, c.n, c.sp, f)
-
-
-cdef inline void _piece_add(const Piece* c, double a) noexcept nogil:
-    cdef int k = c.kind
-    if k == P_F64 | Q_F64:
-        _add_run(<double*> c.p, <const double*> c.q, c.n, c.sp, c.sq, a)
-    elif k == P_F64:
-        _add_run(<double*> c.p, <const float*> c.q, c.n, c.sp, c.sq, a)
-    elif k == Q_F64:
-        _add_run(<float*> c.p, <const double*> c.q, c.n, c.sp, c.sq, a)
-    else:
-        _add_run(<float*> c.p, <const float*> c.q, c.n, c.sp, c.sq, a)
-
-
-# ----------------------------------------------------------------------------
-# The parallel loop over items.
-# ----------------------------------------------------------------------------
-
-cdef enum Op:
-    SSQ = 0
-    SSQ_SCALE = 1
-    SCALE = 2
-    ADD = 3
-
-
-cdef void _run(Table t, Op op, double f, double* slots, int nthreads) noexcept nogil:
-    """Apply `op` to every piece of `t`; sums go to slots[piece]."""
+cdef void _run(Table t, int op, double f, double* slots, int nthreads) noexcept nogil:
+    """Apply `op` to every piece of `t`, one parallel loop over its items;
+    the sums of a summing op go to slots[piece]."""
     cdef const Piece* pieces = t.pieces
     cdef const int64_t* items = t.items
     cdef Py_ssize_t nitems = t.nitems, k
     cdef int64_t c
+    cdef double s
     cdef bint threaded
     if nthreads > nitems:
         nthreads = <int> nitems
@@ -234,36 +84,13 @@ cdef void _run(Table t, Op op, double f, double* slots, int nthreads) noexcept n
         if threaded and k == 0:
             l2f_note_team(omp_get_num_threads())  # also arms the fork watch
         for c in range(items[k], items[k + 1]):
-            if op == SSQ:
-                slots[c] = _piece_ssq(&pieces[c])
-            elif op == SSQ_SCALE:
-                slots[c] = _piece_ssq_scale(&pieces[c], f)
-            elif op == SCALE:
-                _piece_scale(&pieces[c], f)
-            else:
-                _piece_add(&pieces[c], f)
+            s = l2f_apply(op, &pieces[c], f)
+            if slots != NULL:
+                slots[c] = s
 
 
-cdef double _pairwise(const double* x, Py_ssize_t n) noexcept nogil:
-    """Sum x[0:n] by pairwise halving: fixed order, error O(log n)."""
-    cdef Py_ssize_t i
-    cdef double s = 0.0
-    if n <= 8:
-        for i in range(n):
-            s += x[i]
-        return s
-    return _pairwise(x, n // 2) + _pairwise(x + n // 2, n - n // 2)
-
-
-cdef int _threads(object num_threads) except -1:
-    if num_threads is None:
-        return omp_get_max_threads()
-    return <int> num_threads
-
-
-cdef object _sums(Table t, Op op, double f, object num_threads, bint per_array):
+cdef object _sums(Table t, int op, double f, int nthreads, bint per_array):
     """Run a summing op; return the total, or one float64 per array."""
-    cdef int nthreads = _threads(num_threads)
     cdef Py_ssize_t npieces = t.npieces, c
     cdef double total
     cdef double* slots = <double*> malloc(max(1, npieces) * sizeof(double))
@@ -273,7 +100,7 @@ cdef object _sums(Table t, Op op, double f, object num_threads, bint per_array):
     try:
         with nogil:
             _run(t, op, f, slots, nthreads)
-            total = _pairwise(slots, npieces)
+            total = l2f_sum_slots(slots, npieces)
         if not per_array:
             return total
         result = np.zeros(t.narrays, dtype=np.float64)
@@ -285,31 +112,29 @@ cdef object _sums(Table t, Op op, double f, object num_threads, bint per_array):
         free(slots)
 
 
-def sum_squares(Table t, num_threads=None, bint per_array=False):
+def sum_squares(Table t, *, int num_threads, bint per_array=False):
     """sum_i ||t.arrays[i]||^2 in float64 (or per array)."""
     return _sums(t, SSQ, 0.0, num_threads, per_array)
 
 
-def sum_squares_scale(Table t, double factor, num_threads=None, bint per_array=False):
+def sum_squares_scale(Table t, double factor, *, int num_threads, bint per_array=False):
     """One pass: the sum of squares before scaling, and w *= factor."""
     _writable(t, False)
     return _sums(t, SSQ_SCALE, factor, num_threads, per_array)
 
 
-def scale(Table t, double factor, num_threads=None):
+def scale(Table t, double factor, *, int num_threads):
     """w *= factor for every array of t."""
     _writable(t, False)
-    cdef int nthreads = _threads(num_threads)
     with nogil:
-        _run(t, SCALE, factor, NULL, nthreads)
+        _run(t, SCALE, factor, NULL, num_threads)
 
 
-def add_scaled(Table t, double alpha, num_threads=None):
+def add_scaled(Table t, double alpha, *, int num_threads):
     """dst += alpha * src for every pair of t."""
     _writable(t, True)
-    cdef int nthreads = _threads(num_threads)
     with nogil:
-        _run(t, ADD, alpha, NULL, nthreads)
+        _run(t, ADD, alpha, NULL, num_threads)
 
 
 cdef int _writable(Table t, bint pair) except -1:

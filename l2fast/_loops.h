@@ -1,35 +1,46 @@
-/* The contiguous inner loops of l2fast's kernels, written so that the
- * compiler vectorises them with portable flags (-O3, no -march).
+/* Every loop of l2fast's kernels: the element operations, their contiguous
+ * and strided loops for every dtype, the folds, and l2f_apply(), the one
+ * function the parallel driver (_kernels.pyx) calls per piece.
  *
- * Sums of squares keep L2F_LANES independent float64 accumulators: one
- * accumulator would make the loop wait on the add latency (~7.5 GB/s a
- * thread); 32 lanes let it stream at memory speed.  The lanes are folded
- * as a fixed binary tree, so a run's sum depends only on its data.
+ * Adding a dtype: its row in _work.h's L2F_DTYPES (and L2F_DTYPES_SRC), its
+ * L2F_LOAD_xx / L2F_STORE_xx below, and its row in _table.pyx's dtype table.
  *
  * Values are widened to float64 before any arithmetic: a float32 square is
  * exact in float64 and cannot overflow, and w * factor is rounded once, to
- * the array's dtype.
+ * the array's dtype.  Sums keep independent float64 accumulators (lanes):
+ * one accumulator would make the loop wait on the add latency (~7.5 GB/s a
+ * thread); 32 lanes let it stream at memory speed.  Lanes are folded as a
+ * fixed binary tree, so a run's sum depends only on its data.
  */
 #ifndef L2FAST_LOOPS_H
 #define L2FAST_LOOPS_H
 
-#include <stdint.h>
+#include "_platform.h"  /* L2F_HAVE_CLONES; first: it may define _GNU_SOURCE */
+#include "_work.h"      /* the dtypes, the piece, the ops */
 
-#define L2F_LANES 32
+/* Load an element as float64; store a float64 rounded once to the dtype. */
+#define L2F_LOAD_f32(p, k) ((double)(p)[k])
+#define L2F_LOAD_f64(p, k) ((p)[k])
+#define L2F_STORE_f32(p, k, x) ((p)[k] = (float)(x))
+#define L2F_STORE_f64(p, k, x) ((p)[k] = (x))
+#define L2F_LOAD(S, p, k) L2F_LOAD_##S(p, k)
+#define L2F_STORE(S, p, k, x) L2F_STORE_##S(p, k, x)
 
+/* ------------------------------------------------------------------------
+ * Compiler help
+ * ------------------------------------------------------------------------ */
 #if defined(_OPENMP) && !defined(_MSC_VER)
 #define L2F_SIMD _Pragma("omp simd")
 #else
 #define L2F_SIMD
 #endif
 
-/* On x86-64 Linux with GCC, each loop is compiled three times, for the
- * x86-64 baseline (SSE2), x86-64-v3 (AVX2, FMA) and x86-64-v4 (AVX-512),
- * and the loader picks the one the CPU runs (an ifunc): widening float32 to
- * float64 costs too much in SSE2 to keep up with memory.  The build flags
- * stay portable, and -ffp-contract=off keeps the clones bitwise identical. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(L2F_NO_CLONES)
+/* With L2F_HAVE_CLONES each contiguous loop is compiled for the x86-64
+ * baseline (SSE2), x86-64-v3 (AVX2) and x86-64-v4 (AVX-512), and the loader
+ * picks the one the CPU runs: widening float32 to float64 costs too much in
+ * SSE2 to keep up with memory.  -ffp-contract=off keeps the clones bitwise
+ * identical. */
+#ifdef L2F_HAVE_CLONES
 #define L2F_CLONES \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -44,117 +55,189 @@
 #define L2F_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 3)
 #endif
 
-/* Loops touch memory a block of L2F_LANES elements at a time and ask for
- * the cache lines L2F_AHEAD bytes ahead: the hardware prefetcher alone
- * leaves the widening loops ~40% under the memory roof. */
+/* ------------------------------------------------------------------------
+ * Lanes and folds
+ * ------------------------------------------------------------------------ */
+#define L2F_LANES 32          /* accumulators of a long contiguous run */
+#define L2F_SHORT 512         /* runs shorter than this take ... */
+#define L2F_SHORT_LANES 8     /* ... 8 lanes and no prefetch (biases, norms) */
+#define L2F_STRIDED_LANES 16  /* accumulators of a strided run */
+
+/* Fold `lanes` accumulators (a power of two) as a fixed binary tree. */
+static inline double l2f_fold(double *acc, int lanes)
+{
+    for (int w = lanes / 2; w > 0; w /= 2)
+        for (int j = 0; j < w; j++)
+            acc[j] += acc[j + w];
+    return acc[0];
+}
+
+/* Sum x[0:n] by pairwise halving: fixed order, error O(log n). */
+static double l2f_sum_slots(const double *x, int64_t n)
+{
+    if (n <= 8) {
+        double s = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            s += x[i];
+        return s;
+    }
+    return l2f_sum_slots(x, n / 2) + l2f_sum_slots(x + n / 2, n - n / 2);
+}
+
+/* ------------------------------------------------------------------------
+ * Element operations.  Every one takes (D, S, kd, ks, lane): dtype suffixes
+ * of dst and src, element indices into dst and src, and the accumulator;
+ * the loop's variables are d (dst), s (src), acc and f (factor, or alpha).
+ * ------------------------------------------------------------------------ */
+#define L2F_OP_SSQ(D, S, kd, ks, lane) \
+    do { double x_ = L2F_LOAD(D, d, kd); acc[lane] += x_ * x_; } while (0)
+#define L2F_OP_SSQ_SCALE(D, S, kd, ks, lane) \
+    do { double x_ = L2F_LOAD(D, d, kd); acc[lane] += x_ * x_; \
+         L2F_STORE(D, d, kd, x_ * f); } while (0)
+#define L2F_OP_SCALE(D, S, kd, ks, lane) L2F_STORE(D, d, kd, L2F_LOAD(D, d, kd) * f)
+#define L2F_OP_ADD(D, S, kd, ks, lane) \
+    L2F_STORE(D, d, kd, L2F_LOAD(D, d, kd) + f * L2F_LOAD(S, s, ks))
+#define L2F_OP_ADD_SELF(D, S, kd, ks, lane) \
+    do { double x_ = L2F_LOAD(D, d, kd); L2F_STORE(D, d, kd, x_ + f * x_); } while (0)
+
+/* Contiguous: a block of LANES elements at a time, FETCH first, OP on each
+ * element of the block (vectorised across lanes), then the tail on lanes
+ * 0, 1, ...  Loops ask for the cache lines L2F_AHEAD bytes ahead: the
+ * hardware prefetcher alone leaves the widening loops ~40% under the roof. */
 #ifndef L2F_AHEAD
 #define L2F_AHEAD 1024
 #endif
 #define L2F_FETCH(p, i, rw)                                                   \
     for (int k_ = 0; k_ < (int)(L2F_LANES * sizeof(*(p))); k_ += 64)          \
         L2F_PREFETCH((const char *)((p) + (i)) + L2F_AHEAD + k_, (rw))
+#define L2F_NOFETCH ((void)0)
 
-static inline double l2f_fold(double *acc)
-{
-    for (int w = L2F_LANES / 2; w > 0; w /= 2)
-        for (int j = 0; j < w; j++)
-            acc[j] += acc[j + w];
-    return acc[0];
-}
-
-/* Runs shorter than L2F_SHORT elements (biases, norms) take a loop with 8
- * lanes and no prefetching: zeroing and folding 32 lanes would cost more
- * than the run.  Which loop a run takes depends only on its length, so
- * results stay independent of the thread count. */
-#define L2F_SHORT 512
-#define L2F_SHORT_LANES 8
-
-static inline double l2f_fold_short(double *acc)
-{
-    return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-}
-
-/* One sweep over n elements, a block of LANES at a time: FETCH, then
- * BODY(k, lane) for each element k of the block (vectorised across lanes),
- * then the tail elements on lanes 0, 1, ...  Declares the index i. */
-#define L2F_SWEEP(n, LANES, FETCH, BODY)                                      \
+#define L2F_SWEEP(n, LANES, FETCH, OP, D, S)                                  \
     int64_t i = 0;                                                            \
     for (; i + (LANES) <= (n); i += (LANES)) {                                \
         FETCH;                                                                \
         L2F_SIMD                                                              \
         for (int j = 0; j < (LANES); j++)                                     \
-            BODY(i + j, j);                                                   \
+            OP(D, S, i + j, i + j, j);                                        \
     }                                                                         \
     for (int j = 0; i < (n); i++, j++)                                        \
-        BODY(i, j & ((LANES) - 1))
+        OP(D, S, i, i, j & ((LANES) - 1))
 
-#define L2F_NOFETCH ((void)0)
+/* Strided: one element at a time, L2F_STRIDED_LANES accumulators. */
+#define L2F_STRIDED(n, sd, ss, OP, D, S)                                      \
+    for (int64_t i = 0; i < (n); i++)                                         \
+        OP(D, S, i * (sd), i * (ss), i & (L2F_STRIDED_LANES - 1))
 
-/* The element operations; p, d, q, acc, f and a are the loop's variables. */
-#define L2F_SSQ(k, lane)        do { double x = (double)p[k]; acc[lane] += x * x; } while (0)
-#define L2F_SSQ_SCALE(k, lane)  do { double x = (double)p[k]; acc[lane] += x * x; \
-                                     p[k] = x * f; } while (0)
-#define L2F_SCALE(k, lane)      (p[k] = (double)p[k] * f)
-#define L2F_ADD(k, lane)        (d[k] = (double)d[k] + a * (double)q[k])
-#define L2F_ADD_SELF(k, lane)   do { double x = (double)d[k]; d[k] = x + a * x; } while (0)
-
-/* Assignments to a float element round the float64 value once. */
-
-/* sum p[k]^2 (l2f_ssq, which ignores f), and the same sum of the values
- * before p[k] *= f (l2f_ssq_scale), in one pass */
-#define L2F_DEFINE_SUMS(NAME, PT, SUF, OP, FETCH_RW)                          \
-L2F_CLONES static double NAME##_short_##SUF(PT *L2F_RESTRICT p, int64_t n,    \
-                                            double f)                         \
+/* ------------------------------------------------------------------------
+ * The loops of one dtype S (C type T): contiguous (cloned) and strided, and
+ * one run function per operation that picks between them.
+ * ------------------------------------------------------------------------ */
+#define L2F_DEFINE_SUM(NAME, OP, FETCH_RW, S, T)                              \
+L2F_CLONES static double NAME##_short_##S(T *L2F_RESTRICT d, int64_t n,       \
+                                          double f)                           \
 {                                                                             \
     double acc[L2F_SHORT_LANES] = {0};                                        \
     (void)f;                                                                  \
-    L2F_SWEEP(n, L2F_SHORT_LANES, L2F_NOFETCH, OP);                           \
-    return l2f_fold_short(acc);                                               \
+    L2F_SWEEP(n, L2F_SHORT_LANES, L2F_NOFETCH, OP, S, S);                     \
+    return l2f_fold(acc, L2F_SHORT_LANES);                                    \
 }                                                                             \
-L2F_CLONES static double NAME##_##SUF(PT *L2F_RESTRICT p, int64_t n, double f)\
+L2F_CLONES static double NAME##_contiguous_##S(T *L2F_RESTRICT d, int64_t n,  \
+                                               double f)                      \
 {                                                                             \
     if (n < L2F_SHORT)                                                        \
-        return NAME##_short_##SUF(p, n, f);                                   \
+        return NAME##_short_##S(d, n, f);                                     \
     double acc[L2F_LANES] = {0};                                              \
-    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(p, i, FETCH_RW), OP);                   \
-    return l2f_fold(acc);                                                     \
-}
-
-/* p[k] *= f */
-#define L2F_DEFINE_SCALE(T, SUF)                                              \
-L2F_CLONES static void l2f_scale_##SUF(T *L2F_RESTRICT p, int64_t n, double f)\
+    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, FETCH_RW), OP, S, S);             \
+    return l2f_fold(acc, L2F_LANES);                                          \
+}                                                                             \
+static double NAME##_run_##S(const l2f_piece *c, double f)                    \
 {                                                                             \
-    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(p, i, 1), L2F_SCALE);                   \
+    T *d = (T *)c->dst;                                                       \
+    if (c->dst_stride == 1)                                                   \
+        return NAME##_contiguous_##S(d, c->n, f);                             \
+    double acc[L2F_STRIDED_LANES] = {0};                                      \
+    L2F_STRIDED(c->n, c->dst_stride, 0, OP, S, S);                            \
+    return l2f_fold(acc, L2F_STRIDED_LANES);                                  \
 }
 
-/* d[k] += a * q[k]; d and q do not overlap (the work table checks it) */
-#define L2F_DEFINE_ADD(TD, TQ, SUF)                                           \
-L2F_CLONES static void l2f_add_##SUF(TD *L2F_RESTRICT d,                      \
-                                     const TQ *L2F_RESTRICT q,                \
-                                     int64_t n, double a)                     \
+#define L2F_DEFINE_UPDATE(NAME, OP, S, T)                                     \
+L2F_CLONES static void NAME##_contiguous_##S(T *L2F_RESTRICT d, int64_t n,    \
+                                             double f)                        \
 {                                                                             \
-    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1); L2F_FETCH(q, i, 0), L2F_ADD);  \
-}
-
-/* d[k] += a * d[k]: dst is src, the same formula on one pointer */
-#define L2F_DEFINE_ADD_SELF(T, SUF)                                           \
-L2F_CLONES static void l2f_add_self_##SUF(T *L2F_RESTRICT d, int64_t n,       \
-                                          double a)                           \
+    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1), OP, S, S);                    \
+}                                                                             \
+static double NAME##_run_##S(const l2f_piece *c, double f)                    \
 {                                                                             \
-    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1), L2F_ADD_SELF);                \
+    T *d = (T *)c->dst;                                                       \
+    if (c->dst_stride == 1)                                                   \
+        NAME##_contiguous_##S(d, c->n, f);                                    \
+    else                                                                      \
+        L2F_STRIDED(c->n, c->dst_stride, 0, OP, S, S);                        \
+    return 0.0;                                                               \
 }
 
-L2F_DEFINE_SUMS(l2f_ssq, const float, f32, L2F_SSQ, 0)
-L2F_DEFINE_SUMS(l2f_ssq, const double, f64, L2F_SSQ, 0)
-L2F_DEFINE_SUMS(l2f_ssq_scale, float, f32, L2F_SSQ_SCALE, 1)
-L2F_DEFINE_SUMS(l2f_ssq_scale, double, f64, L2F_SSQ_SCALE, 1)
-L2F_DEFINE_SCALE(float, f32)
-L2F_DEFINE_SCALE(double, f64)
-L2F_DEFINE_ADD(float, float, f32_f32)
-L2F_DEFINE_ADD(float, double, f32_f64)
-L2F_DEFINE_ADD(double, float, f64_f32)
-L2F_DEFINE_ADD(double, double, f64_f64)
-L2F_DEFINE_ADD_SELF(float, f32)
-L2F_DEFINE_ADD_SELF(double, f64)
+#define L2F_DEFINE_UNARY(CODE, S, T)                                          \
+    L2F_DEFINE_SUM(l2f_ssq, L2F_OP_SSQ, 0, S, const T)                        \
+    L2F_DEFINE_SUM(l2f_ssq_scale, L2F_OP_SSQ_SCALE, 1, S, T)                  \
+    L2F_DEFINE_UPDATE(l2f_scale, L2F_OP_SCALE, S, T)                          \
+    L2F_DEFINE_UPDATE(l2f_add_self, L2F_OP_ADD_SELF, S, T)
+
+/* d[k] += a * s[k]: contiguous d and s do not overlap (the work table checks
+ * it) unless d is s, which takes add_self. */
+#define L2F_DEFINE_ADD(D, TD, S, TS)                                          \
+L2F_CLONES static void l2f_add_contiguous_##D##_##S(TD *L2F_RESTRICT d,       \
+                                                    const TS *L2F_RESTRICT s, \
+                                                    int64_t n, double f)      \
+{                                                                             \
+    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1); L2F_FETCH(s, i, 0),           \
+              L2F_OP_ADD, D, S);                                              \
+}                                                                             \
+static double l2f_add_run_##D##_##S(const l2f_piece *c, double f)             \
+{                                                                             \
+    TD *d = (TD *)c->dst;                                                     \
+    const TS *s = (const TS *)c->src;                                         \
+    if (c->dst_stride == 1 && c->src_stride == 1) {                           \
+        if ((const void *)d == (const void *)s)  /* equal dtypes only */      \
+            l2f_add_self_run_##D(c, f);                                       \
+        else                                                                  \
+            l2f_add_contiguous_##D##_##S(d, s, c->n, f);                      \
+    } else {                                                                  \
+        L2F_STRIDED(c->n, c->dst_stride, c->src_stride, L2F_OP_ADD, D, S);    \
+    }                                                                         \
+    return 0.0;                                                               \
+}
+#define L2F_DEFINE_ADDS(CODE, D, TD) L2F_DTYPES_SRC(L2F_DEFINE_ADD, D, TD)
+
+L2F_DTYPES(L2F_DEFINE_UNARY)
+L2F_DTYPES(L2F_DEFINE_ADDS)
+
+/* ------------------------------------------------------------------------
+ * Dispatch: one table row per dtype, one entry point.
+ * ------------------------------------------------------------------------ */
+typedef double (*l2f_run_fn)(const l2f_piece *, double);
+
+#define L2F_ROW_SSQ(CODE, S, T) l2f_ssq_run_##S,
+#define L2F_ROW_SSQ_SCALE(CODE, S, T) l2f_ssq_scale_run_##S,
+#define L2F_ROW_SCALE(CODE, S, T) l2f_scale_run_##S,
+#define L2F_CELL_ADD(D, TD, S, TS) l2f_add_run_##D##_##S,
+#define L2F_ROW_ADD(CODE, D, TD) { L2F_DTYPES_SRC(L2F_CELL_ADD, D, TD) },
+
+static const l2f_run_fn l2f_unary_runs[3][L2F_NDTYPES] = {
+    { L2F_DTYPES(L2F_ROW_SSQ) },
+    { L2F_DTYPES(L2F_ROW_SSQ_SCALE) },
+    { L2F_DTYPES(L2F_ROW_SCALE) },
+};
+static const l2f_run_fn l2f_add_runs[L2F_NDTYPES][L2F_NDTYPES] = {
+    L2F_DTYPES(L2F_ROW_ADD)
+};
+
+/* Apply `op` to piece c with factor (or alpha) f; the sum of squares of a
+ * summing op, else 0. */
+static inline double l2f_apply(int op, const l2f_piece *c, double f)
+{
+    if (op == L2F_ADD)
+        return l2f_add_runs[c->dst_dtype][c->src_dtype](c, f);
+    return l2f_unary_runs[op][c->dst_dtype](c, f);
+}
 
 #endif

@@ -75,6 +75,14 @@ static inline int l2f_thread_limit(void) {
 #endif
 }
 
+/* The loops of _loops.h are compiled as SIMD clones (GCC target_clones, an
+ * ifunc the loader resolves) on x86-64 Linux with GCC 12 or later, which
+ * knows the x86-64-v3/v4 levels.  L2F_NO_CLONES turns them off. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(L2F_NO_CLONES) && __GNUC__ >= 12
+#define L2F_HAVE_CLONES 1
+#endif
+
 /* The widest x86 SIMD extension the compiler was allowed to use. */
 #if defined(__AVX512F__)
 #define L2F_BUILD_SIMD "AVX512F"
@@ -92,8 +100,7 @@ static inline int l2f_thread_limit(void) {
 
 /* Which clone of the loops of _loops.h this CPU runs. */
 static const char *l2f_simd_dispatch(void) {
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(L2F_NO_CLONES) && __GNUC__ >= 12
+#ifdef L2F_HAVE_CLONES
     __builtin_cpu_init();
     if (__builtin_cpu_supports("x86-64-v4"))
         return "x86-64-v4 (AVX-512)";

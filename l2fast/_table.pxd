@@ -1,28 +1,25 @@
 # The work table: a ragged list of arrays cut into pieces of at most CHUNK
 # elements, grouped into items of about CHUNK elements each (the idea of
 # Apex's multi_tensor_apply). Kernels run one parallel loop over items.
-from libc.stdint cimport int64_t, int32_t
+from libc.stdint cimport int64_t, int32_t, uint8_t
 
-cdef enum:
-    CHUNK = 65536      # elements in a full piece / item
+cdef extern from "_work.h" nogil:
+    enum: CHUNK "L2F_CHUNK"    # elements in a full piece / item
+    ctypedef struct Piece "l2f_piece":
+        char* dst              # first element of the written (or read) operand
+        const char* src        # first element of the second operand, or NULL
+        int64_t n              # elements in the run
+        int64_t dst_stride     # element strides along the run
+        int64_t src_stride
+        int32_t arr            # index of the array (pair) the run belongs to
+        uint8_t dst_dtype      # dtype codes of _loops.h (enum l2f_dtype)
+        uint8_t src_dtype
 
 cdef enum Mode:
-    MODE_READ = 0      # read-only call: no writeability or overlap checks
-    MODE_INPLACE = 1   # in-place call: a read-only or overlapping array raises
-    MODE_RECORD = 2    # keep the in-place verdict for later (ParamList)
-
-cdef enum Kind:
-    P_F64 = 1          # the primary (dst) operand is float64, else float32
-    Q_F64 = 2          # the second (src) operand is float64, else float32
-
-cdef struct Piece:
-    char* p            # first element of the primary operand's run
-    char* q            # first element of the second operand's run, or NULL
-    int64_t n          # elements in the run
-    int64_t sp         # element strides of p and q along the run
-    int64_t sq
-    int32_t arr        # index of the array (pair) the run belongs to
-    int32_t kind       # Kind bits
+    MODE_READ = 0           # read-only call: no writeability or overlap checks
+    MODE_INPLACE = 1        # in-place call: a read-only or overlapping array raises now
+    MODE_INPLACE_LATER = 2  # kept for in-place calls to come (ParamList): the
+                            # verdict is stored, and raised by each such call
 
 cdef class Table:
     cdef Piece* pieces
@@ -39,9 +36,11 @@ cdef class Table:
     cdef readonly str dst_label
     cdef readonly str src_label
     cdef readonly object overlap    # None, or the message of the first overlap found
-    cdef readonly int mode          # READ, INPLACE or RECORD
+    cdef readonly int mode          # READ, INPLACE or INPLACE_LATER
 
-    cdef int _push(self, char* p, char* q, int64_t n, int64_t sp, int64_t sq,
-                   int32_t arr, int32_t kind) except -1
-    cdef int _add(self, object a, object b, int32_t idx) except -1
+    cdef int _push(self, char* dst, const char* src, int64_t n, int64_t dst_stride,
+                   int64_t src_stride, int32_t arr, int dst_dtype, int src_dtype) except -1
+    cdef int _add(self, object dst, object src, int32_t idx) except -1
+    cdef int _add_strided(self, object dst, object src, int32_t idx, int dst_dtype,
+                          int src_dtype) except -1
     cdef int _group(self) except -1

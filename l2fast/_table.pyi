@@ -1,5 +1,4 @@
 """Type stubs for the compiled validation and work table (l2fast/_table.pyx)."""
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -8,9 +7,8 @@ from typing_extensions import Self, disjoint_base
 
 READ: int
 INPLACE: int
-RECORD: int
-
-def set_converter(f: Callable[[Any, str, bool], npt.NDArray[Any]]) -> None: ...
+INPLACE_LATER: int
+SUPPORTED: str
 
 @disjoint_base
 class Table:

@@ -5,34 +5,30 @@ Everything here runs with the GIL, once, before any kernel: a call that is
 rejected raises before a single element is read or written.
 """
 cimport numpy as cnp
-from libc.stdint cimport int64_t, int32_t, uintptr_t
+from libc.stdint cimport int64_t, int32_t, uint8_t, uintptr_t
 from libc.stdlib cimport malloc, realloc, free, qsort
 
 import numpy as np
 
+from l2fast._interop import as_array
+
 cnp.import_array()
+
+cdef extern from "_work.h" nogil:
+    enum: L2F_F32, L2F_F64, L2F_NDTYPES
 
 # Table modes (see _table.pxd)
 READ = MODE_READ
 INPLACE = MODE_INPLACE
-RECORD = MODE_RECORD
+INPLACE_LATER = MODE_INPLACE_LATER
 
-cdef struct Extent:
-    uintptr_t lo      # first byte the array can touch
-    uintptr_t hi      # one past the last byte
-    int32_t idx
-    int32_t role      # 0: dst, 1: src
-
-
-cdef int _cmp_extent(const void* x, const void* y) noexcept nogil:
-    cdef const Extent* a = <const Extent*> x
-    cdef const Extent* b = <const Extent*> y
-    if a.lo != b.lo:
-        return -1 if a.lo < b.lo else 1
-    if a.idx != b.idx:
-        return -1 if a.idx < b.idx else 1
-    return 0
-
+# The dtypes the kernels run on: NumPy type number -> dtype code of _loops.h,
+# and each code's item size.  Adding a dtype: a row here and in _loops.h.
+cdef dict _DTYPE_CODES = {cnp.NPY_FLOAT: L2F_F32, cnp.NPY_DOUBLE: L2F_F64}
+cdef int64_t _ITEMSIZE[L2F_NDTYPES]
+_ITEMSIZE[L2F_F32] = 4
+_ITEMSIZE[L2F_F64] = 8
+SUPPORTED = "float32 or float64"
 
 cdef str label(str base, tuple names, Py_ssize_t i):
     """How an error names array i: ``arrays[3]`` or ``arrays['fc.weight']``."""
@@ -41,29 +37,22 @@ cdef str label(str base, tuple names, Py_ssize_t i):
     return f"{base}[{names[i]!r}]"
 
 
+include "_overlap.pxi"
+
 cdef object _masked = None
-cdef object _converter = None
-
-
-def set_converter(f):
-    """Install f(obj, name, writeable) -> ndarray, called for every input that is
-    not a NumPy array (torch tensors, DLPack and buffer objects); it returns a
-    view of the object's memory or raises TypeError."""
-    global _converter
-    _converter = f
 
 
 cdef tuple _as_arrays(tuple arrays, str base, tuple names, bint writeable):
-    """`arrays` with every non-ndarray replaced by the converter's view of it."""
+    """`arrays` with every non-ndarray replaced by its view from `as_array`
+    (torch tensors, DLPack and buffer objects), which raises TypeError
+    rather than copy."""
     cdef Py_ssize_t i, n = len(arrays)
     cdef list out = None
-    if _converter is None:
-        return arrays
     for i in range(n):
         if not cnp.PyArray_Check(arrays[i]):
             if out is None:
                 out = list(arrays)
-            out[i] = _converter(arrays[i], label(base, names, i), writeable)
+            out[i] = as_array(arrays[i], label(base, names, i), writeable)
     return arrays if out is None else tuple(out)
 
 
@@ -72,7 +61,7 @@ cdef int check_array(object a, str name, bint writeable) except -1:
     global _masked
     if not cnp.PyArray_Check(a):
         raise TypeError(
-            f"{name}: expected a NumPy array of float32 or float64, got "
+            f"{name}: expected a NumPy array of {SUPPORTED}, got "
             f"{type(a).__module__}.{type(a).__qualname__}")
     if type(a) is not np.ndarray:
         if _masked is None:
@@ -81,11 +70,10 @@ cdef int check_array(object a, str name, bint writeable) except -1:
             raise TypeError(f"{name}: masked arrays are not supported (the mask would be "
                             "ignored); pass the .data array, or fill the masked values")
     cdef cnp.ndarray arr = <cnp.ndarray> a
-    cdef int t = cnp.PyArray_TYPE(arr)
-    if (t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(arr):
+    if cnp.PyArray_TYPE(arr) not in _DTYPE_CODES or not cnp.PyArray_ISNOTSWAPPED(arr):
         raise TypeError(
             f"{name}: dtype {arr.dtype.str} ({arr.dtype}) is not supported; expected "
-            "float32 or float64 in native byte order")
+            f"{SUPPORTED} in native byte order")
     if not cnp.PyArray_ISALIGNED(arr):
         raise ValueError(f"{name}: the array is not aligned to its dtype; the kernels need "
                          "aligned memory (np.require(a, requirements='A') makes an aligned copy)")
@@ -111,7 +99,7 @@ cdef class Table:
     src : tuple of ndarray or None
         Second operand, paired with `arrays` element for element.
     mode : int
-        READ, INPLACE or RECORD.
+        READ, INPLACE or INPLACE_LATER.
     """
 
     def __cinit__(self, tuple arrays, tuple names=None, tuple src=None, int mode=READ,
@@ -187,14 +175,14 @@ cdef class Table:
         if self.overlap is not None:
             raise ValueError(self.overlap)
 
-    cdef int _push(self, char* p, char* q, int64_t n, int64_t sp, int64_t sq,
-                   int32_t arr, int32_t kind) except -1:
-        """Append the run (p, q, n) cut into pieces of at most CHUNK elements."""
+    cdef int _push(self, char* dst, const char* src, int64_t n, int64_t dst_stride,
+                   int64_t src_stride, int32_t arr, int dst_dtype, int src_dtype) except -1:
+        """Append the run (dst, src, n) cut into pieces of at most CHUNK elements."""
         cdef int64_t start = 0, m
         cdef Piece* grown
         cdef Piece* pc
-        cdef int64_t isp = 8 if kind & P_F64 else 4
-        cdef int64_t isq = 8 if kind & Q_F64 else 4
+        cdef int64_t dst_size = _ITEMSIZE[dst_dtype]
+        cdef int64_t src_size = _ITEMSIZE[src_dtype]
         while start < n:
             if self.npieces == self.cap:
                 self.cap = max(16, 2 * self.cap)
@@ -204,98 +192,73 @@ cdef class Table:
                 self.pieces = grown
             m = min(<int64_t> CHUNK, n - start)
             pc = &self.pieces[self.npieces]
-            pc.p = p + start * sp * isp
-            pc.q = q + start * sq * isq if q != NULL else NULL
+            pc.dst = dst + start * dst_stride * dst_size
+            pc.src = src + start * src_stride * src_size if src != NULL else NULL
             pc.n = m
-            pc.sp = sp
-            pc.sq = sq
+            pc.dst_stride = dst_stride
+            pc.src_stride = src_stride
             pc.arr = arr
-            pc.kind = kind
+            pc.dst_dtype = <uint8_t> dst_dtype
+            pc.src_dtype = <uint8_t> src_dtype
             self.npieces += 1
             start += m
         self.size += n
-        self.nbytes += n * isp
-        if q != NULL:
-            self.src_nbytes += n * isq
+        self.nbytes += n * dst_size
+        if src != NULL:
+            self.src_nbytes += n * src_size
         return 0
 
-    cdef int _add(self, object a_obj, object b_obj, int32_t idx) except -1:
-        """Describe array `idx` (and its partner) as runs of equal stride."""
-        cdef cnp.ndarray a = <cnp.ndarray> a_obj
-        cdef cnp.ndarray b = <cnp.ndarray> b_obj if b_obj is not None else None
-        cdef bint pair = b is not None
-        cdef int32_t kind = P_F64 if cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE else 0
-        cdef int64_t isa = cnp.PyArray_ITEMSIZE(a), isb = 0
+    cdef int _add(self, object dst, object src, int32_t idx) except -1:
+        """Describe array `idx` (and its partner `src`, or None) as runs."""
+        cdef cnp.ndarray a = <cnp.ndarray> dst
+        cdef cnp.ndarray b = <cnp.ndarray> src if src is not None else None
+        cdef int dst_dtype = _DTYPE_CODES[cnp.PyArray_TYPE(a)]
+        cdef int src_dtype = _DTYPE_CODES[cnp.PyArray_TYPE(b)] if b is not None else dst_dtype
         cdef int64_t total = cnp.PyArray_SIZE(a)
-        cdef char* pa = <char*> cnp.PyArray_DATA(a)
-        cdef char* pb = NULL
-        if pair:
-            pb = <char*> cnp.PyArray_DATA(b)
-            isb = cnp.PyArray_ITEMSIZE(b)
-            if cnp.PyArray_TYPE(b) == cnp.NPY_DOUBLE:
-                kind |= Q_F64
         if total == 0:
             return 0
-        if not pair:
+        if b is None:
             if cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a):
-                return self._push(pa, NULL, total, 1, 1, idx, kind)
+                return self._push(<char*> cnp.PyArray_DATA(a), NULL, total, 1, 1, idx,
+                                  dst_dtype, src_dtype)
         elif ((cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_IS_C_CONTIGUOUS(b)) or
               (cnp.PyArray_IS_F_CONTIGUOUS(a) and cnp.PyArray_IS_F_CONTIGUOUS(b))):
-            return self._push(pa, pb, total, 1, 1, idx, kind)
+            return self._push(<char*> cnp.PyArray_DATA(a), <char*> cnp.PyArray_DATA(b),
+                              total, 1, 1, idx, dst_dtype, src_dtype)
+        return self._add_strided(a, b, idx, dst_dtype, src_dtype)
 
-        # General layout: drop unit dimensions, walk reversed ones forwards
-        # (elementwise work does not care about the order), order the rest
-        # outermost first, merge dimensions that are one run in both operands,
-        # then walk the outer dimensions and push one run per position.
-        cdef int nd = cnp.PyArray_NDIM(a), m = 0, d, e
+    cdef int _add_strided(self, object dst, object src, int32_t idx, int dst_dtype,
+                          int src_dtype) except -1:
+        """A general layout: the fewest dimensions that describe both operands
+        (see `_dimensions`, then dimensions that are one run in both are
+        merged), and one run per position of the outer dimensions."""
+        cdef cnp.ndarray a = <cnp.ndarray> dst
+        cdef cnp.ndarray b = <cnp.ndarray> src if src is not None else None
         cdef int64_t shp[64]
         cdef int64_t sa[64]
         cdef int64_t sb[64]
         cdef int64_t ctr[64]
-        cdef int64_t t, offa = 0, offb = 0
-        cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
-        cdef cnp.npy_intp* stra = cnp.PyArray_STRIDES(a)
-        cdef cnp.npy_intp* strb = cnp.PyArray_STRIDES(b) if pair else NULL
-        for d in range(nd):
-            if dims[d] != 1:
-                shp[m] = dims[d]
-                sa[m] = stra[d] // isa
-                sb[m] = strb[d] // isb if pair else 0
-                if sa[m] + sb[m] < 0:  # walk a reversed dimension forwards
-                    pa += (shp[m] - 1) * sa[m] * isa
-                    pb += (shp[m] - 1) * sb[m] * isb  # pb, sb: NULL, 0 alone
-                    sa[m] = -sa[m]
-                    sb[m] = -sb[m]
-                m += 1
-        # Insertion sort, descending |sa| + |sb|: the innermost dimension is the
-        # one with the smallest strides in both operands, so that operands of
-        # different layouts still make long runs.
-        for d in range(1, m):
-            e = d
-            while e > 0 and _abs(sa[e - 1]) + _abs(sb[e - 1]) < _abs(sa[e]) + _abs(sb[e]):
-                shp[e], shp[e - 1] = shp[e - 1], shp[e]
-                sa[e], sa[e - 1] = sa[e - 1], sa[e]
-                sb[e], sb[e - 1] = sb[e - 1], sb[e]
-                e -= 1
-        e = 0  # merge: keep dims 0..e, fold dim d into e when contiguous with it
-        for d in range(1, m):
-            if sa[e] == sa[d] * shp[d] and (not pair or sb[e] == sb[d] * shp[d]):
+        cdef int64_t offa = 0, offb = 0
+        cdef int64_t isa = _ITEMSIZE[dst_dtype], isb = _ITEMSIZE[src_dtype]
+        cdef char* pa = <char*> cnp.PyArray_DATA(a)
+        cdef char* pb = <char*> cnp.PyArray_DATA(b) if b is not None else NULL
+        cdef int m = _dimensions(a, b, shp, sa, sb, &pa, &pb), d, e = 0
+        for d in range(1, m):  # fold dim d into e when contiguous with it
+            if sa[e] == sa[d] * shp[d] and sb[e] == sb[d] * shp[d]:
                 shp[e] *= shp[d]
                 sa[e] = sa[d]
                 sb[e] = sb[d]
             else:
                 e += 1
-                shp[e] = shp[d]
-                sa[e] = sa[d]
-                sb[e] = sb[d]
+                shp[e], sa[e], sb[e] = shp[d], sa[d], sb[d]
         m = e + 1
         for d in range(m):
             ctr[d] = 0
         while True:
-            self._push(pa + offa * isa, pb + offb * isb,  # pb, offb: NULL, 0 alone
-                       shp[m - 1], sa[m - 1], sb[m - 1], idx, kind)
+            self._push(pa + offa * isa, pb + offb * isb if pb != NULL else NULL,
+                       shp[m - 1], sa[m - 1], sb[m - 1], idx, dst_dtype, src_dtype)
             d = m - 2
-            while d >= 0:
+            while d >= 0:  # the next position of the outer dimensions
                 ctr[d] += 1
                 offa += sa[d]
                 offb += sb[d]
@@ -306,8 +269,7 @@ cdef class Table:
                 ctr[d] = 0
                 d -= 1
             if d < 0:
-                break
-        return 0
+                return 0
 
     cdef int _group(self) except -1:
         """Group consecutive pieces into items of about CHUNK elements."""
@@ -328,122 +290,40 @@ cdef class Table:
         return 0
 
 
-cdef object _find_overlap(Table self, Extent* ext, Py_ssize_t n):
-    """The message naming the first two arrays that share memory, or None.
+cdef int _dimensions(cnp.ndarray a, cnp.ndarray b, int64_t* shp, int64_t* sa,
+                     int64_t* sb, char** pa, char** pb) except -1:
+    """The dimensions of a (and its partner b, or None) that matter to
+    elementwise work, outermost first; return how many.
 
-    Written arrays must not share memory with each other or themselves, nor
-    with any source array except their own partner when it is the very same
-    memory (dst is src: dst += alpha * dst is well defined).  Candidates are
-    the pairs whose byte ranges meet (found by sorting the ranges by start,
-    O(L log L) plus the pairs that meet); np.shares_memory then clears pairs
-    that only interleave, such as the columns of one matrix.
+    Unit dimensions are dropped; reversed ones are walked forwards (*pa and
+    *pb move to their other end), as elementwise work does not care about
+    the order; the rest are sorted by descending |sa| + |sb|, so that the
+    innermost dimension has the smallest strides in both operands and
+    operands of different layouts still make long runs.  Strides are in
+    elements; sb is 0 without b.
     """
-    cdef Py_ssize_t i, j
-    cdef str dl = self.dst_label
-    for i in range(self.narrays):
-        if _self_overlaps(self.arrays[i]):
-            return (f"{label(dl, self.names, i)} has elements that share memory (a "
-                    "broadcast or stride-tricks view); an in-place call would update "
-                    "them more than once (no array was changed)")
-    qsort(ext, n, sizeof(Extent), _cmp_extent)
-    for i in range(n):
-        j = i + 1
-        while j < n and ext[j].lo < ext[i].hi:  # every range that starts inside i's
-            if ((ext[i].role == 0 or ext[j].role == 0) and not _allowed(self, ext[i], ext[j])
-                    and _share(self, ext[i], ext[j])):
-                return _overlap_message(self, ext[i], ext[j])
-            j += 1
-    return None
-
-
-cdef object _operand(Table t, Extent x):
-    return t.src[x.idx] if x.role else t.arrays[x.idx]
-
-
-cdef bint _share(Table t, Extent x, Extent y):
-    """Do the two arrays share an element?  True when that is too costly to decide."""
-    try:
-        return np.shares_memory(_operand(t, x), _operand(t, y), max_work=100_000)
-    except np.exceptions.TooHardError:
-        return True
-
-
-cdef bint _allowed(Table t, Extent x, Extent y):
-    """May these two overlapping extents be touched in one in-place call?"""
-    cdef cnp.ndarray a, b
-    if x.role == 1 and y.role == 1:
-        return True
-    if x.role == y.role or x.idx != y.idx:
-        return False
-    cdef int d
-    a = <cnp.ndarray> t.arrays[x.idx]
-    b = <cnp.ndarray> t.src[x.idx]
-    if cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) or cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b):
-        return False
-    for d in range(cnp.PyArray_NDIM(a)):  # shapes are equal: checked before
-        if cnp.PyArray_DIMS(a)[d] > 1 and cnp.PyArray_STRIDES(a)[d] != cnp.PyArray_STRIDES(b)[d]:
-            return False
-    return True
-
-
-cdef str _overlap_message(Table t, Extent x, Extent y):
-    cdef str nx = label(t.src_label if x.role else t.dst_label, t.names, x.idx)
-    cdef str ny = label(t.src_label if y.role else t.dst_label, t.names, y.idx)
-    if x.role == 0 and y.role == 0 and _operand(t, x) is _operand(t, y):
-        return (f"{nx} and {ny} are the same array; an in-place call would update it "
-                "twice (no array was changed)")
-    return (f"{nx} and {ny} overlap in memory; an in-place call needs written arrays "
-            "that share no memory with any other array of the call (no array was changed)")
-
-
-cdef Py_ssize_t _extent(object obj, Py_ssize_t idx, int role, Extent* out) except -1:
-    """Write the byte range array `obj` can touch to `out`; return 1, or 0 if empty."""
-    cdef cnp.ndarray a = <cnp.ndarray> obj
-    cdef int d
-    cdef int64_t lo = 0, hi = 0, span
-    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
-    cdef cnp.npy_intp* st = cnp.PyArray_STRIDES(a)
-    if cnp.PyArray_SIZE(a) == 0:
-        return 0
-    for d in range(cnp.PyArray_NDIM(a)):
-        span = (dims[d] - 1) * st[d]
-        if span < 0:
-            lo += span
-        else:
-            hi += span
-    out.lo = <uintptr_t> cnp.PyArray_DATA(a) + lo
-    out.hi = <uintptr_t> cnp.PyArray_DATA(a) + hi + cnp.PyArray_ITEMSIZE(a)
-    out.idx = <int32_t> idx
-    out.role = role
-    return 1
-
-
-cdef bint _self_overlaps(object obj):
-    """Could two elements of `obj` be the same memory? (sufficient test, exact for
-    ordinary views: each dimension's stride must clear the span of the smaller ones)"""
-    cdef cnp.ndarray a = <cnp.ndarray> obj
     cdef int nd = cnp.PyArray_NDIM(a), m = 0, d, e
-    cdef int64_t shp[64]
-    cdef int64_t st[64]
-    cdef int64_t span
+    cdef int64_t isa = cnp.PyArray_ITEMSIZE(a), isb = cnp.PyArray_ITEMSIZE(b) if b is not None else 1
     cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
     cdef cnp.npy_intp* stra = cnp.PyArray_STRIDES(a)
-    if cnp.PyArray_SIZE(a) <= 1 or cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a):
-        return False
+    cdef cnp.npy_intp* strb = cnp.PyArray_STRIDES(b) if b is not None else NULL
     for d in range(nd):
         if dims[d] != 1:
             shp[m] = dims[d]
-            st[m] = _abs(stra[d])
+            sa[m] = stra[d] // isa
+            sb[m] = strb[d] // isb if b is not None else 0
+            if sa[m] + sb[m] < 0:
+                pa[0] += (shp[m] - 1) * sa[m] * isa
+                if b is not None:
+                    pb[0] += (shp[m] - 1) * sb[m] * isb
+                sa[m] = -sa[m]
+                sb[m] = -sb[m]
             m += 1
-    for d in range(1, m):  # ascending |stride|
+    for d in range(1, m):  # insertion sort: stable, and m is small
         e = d
-        while e > 0 and st[e - 1] > st[e]:
+        while e > 0 and _abs(sa[e - 1]) + _abs(sb[e - 1]) < _abs(sa[e]) + _abs(sb[e]):
             shp[e], shp[e - 1] = shp[e - 1], shp[e]
-            st[e], st[e - 1] = st[e - 1], st[e]
+            sa[e], sa[e - 1] = sa[e - 1], sa[e]
+            sb[e], sb[e - 1] = sb[e - 1], sb[e]
             e -= 1
-    span = cnp.PyArray_ITEMSIZE(a)
-    for d in range(m):
-        if st[d] < span:
-            return True
-        span += st[d] * (shp[d] - 1)
-    return False
+    return m

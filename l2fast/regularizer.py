@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ._api import ParamList, _real, _threads, add_scaled_
+from ._api import ParamList, add_scaled_
+from ._args import checked_threads, entries, real
+from .conventions import CONTEXT
 
 if TYPE_CHECKING:
     from ._typing import Arrays, Real, Threads
@@ -38,8 +40,6 @@ SCALES = {
     "batch": "lam * batch_size / (2 * m) * sum ||w||^2 per minibatch (summed loss)",
 }
 _NEEDS = {"samples": ("m",), "params": (), "none": (), "batch": ("m", "batch_size")}
-_MEANING = {"m": "the number of training samples",
-            "batch_size": "the number of samples in a minibatch"}
 _EXAMPLE = {"samples": "L2(lam, scale='samples', m=60000)",
             "batch": "L2(lam, scale='batch', m=60000, batch_size=128)"}
 _CACHE_SIZE = 4
@@ -186,7 +186,7 @@ class L2:
             if key in _NEEDS[scale]:
                 if value is None:
                     raise ValueError(
-                        f"scale={scale!r} needs {key}, {_MEANING[key]} (the penalty is "
+                        f"scale={scale!r} needs {key}, {CONTEXT[key]} (the penalty is "
                         f"{SCALES[scale]}): {_EXAMPLE[scale]}")
                 given[key] = self._number(value, key)
             elif value is not None:
@@ -205,13 +205,13 @@ class L2:
                                 "exclude=lambda name, a: name.endswith('bias')")
             exclude = tuple(bool(f) for f in flags)
         self.exclude = exclude
-        self.num_threads = _threads(num_threads)
+        self.num_threads = checked_threads(num_threads)
         self.check_finite = bool(check_finite)
         self._cache: dict[tuple[Any, ...], _Selection] = {}
 
     @staticmethod
     def _number(x: Any, what: str, allow_zero: bool = False) -> float:
-        v = _real(x, what)
+        v = real(x, what)
         if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
             need = "finite and >= 0" if allow_zero else "finite and > 0"
             raise ValueError(f"{what} must be {need}, got {x!r}")
@@ -236,24 +236,11 @@ class L2:
 
     def _select(self, params: Any) -> _Selection:
         """The _Selection of `params`: from the cache, or made and maybe cached."""
-        if isinstance(params, ParamList):
-            if self.exclude is None:
-                return _Selection(params, None, params.names, len(params), params)
-            key: tuple[Any, ...] = ("ParamList", id(params))
-            names: tuple[Any, ...] | None = params.names
-            values: tuple[Any, ...] = params.arrays
-        elif isinstance(params, Mapping):
-            names, values = tuple(params), tuple(params.values())
-            key = (names, tuple(map(id, values)))
-        elif isinstance(params, np.ndarray) or hasattr(params, "__dlpack__"):
-            names, values = None, (params,)
-            key = (None, (id(params),))
-        elif isinstance(params, (str, bytes)) or not hasattr(params, "__iter__"):
-            raise TypeError(f"params: expected an array, a list of arrays or a dict of named "
-                            f"arrays, got {type(params).__qualname__}")
-        else:
-            names, values = None, tuple(params)
-            key = (None, tuple(map(id, values)))
+        if isinstance(params, ParamList) and self.exclude is None:
+            return _Selection(params, None, params.names, len(params), params)
+        values, names = entries(params, "params")
+        key: tuple[Any, ...] = (("ParamList", id(params)) if isinstance(params, ParamList)
+                                else (names, tuple(map(id, values))))
         hit = self._cache.get(key)
         if hit is not None:
             return hit
@@ -299,24 +286,13 @@ class L2:
     def _grads(self, grads: Any, sel: _Selection) -> dict[Any, Any] | list[Any]:
         """The gradient arrays paired with the selected params: by key when
         both are named, else by position."""
-        gnames: tuple[Any, ...] | None
-        gvalues: tuple[Any, ...] | None
-        if isinstance(grads, ParamList):
-            gnames, gvalues = grads.names, grads.arrays
-        elif isinstance(grads, Mapping):
-            gnames, gvalues = tuple(grads), None
-        elif isinstance(grads, np.ndarray) or hasattr(grads, "__dlpack__"):
-            gnames, gvalues = None, (grads,)
-        else:
-            gnames, gvalues = None, tuple(grads)
+        gvalues, gnames = entries(grads, "grads")
         if gnames is not None and sel.keys is not None:
-            source = grads if isinstance(grads, Mapping) else dict(zip(gnames, gvalues or ()))
+            source = grads if isinstance(grads, Mapping) else dict(zip(gnames, gvalues))
             missing = [k for k in sel.keys if k not in source]
             if missing:
                 raise ValueError(f"grads has no array named {missing[0]!r} (params has one)")
             return dict(zip(sel.keys, _pick(source, sel.keys)))
-        if gvalues is None:
-            gvalues = tuple(grads.values())
         if len(gvalues) != sel.total:
             raise ValueError(f"grads has {len(gvalues)} arrays but params has {sel.total}")
         chosen = gvalues if sel.positions is None else _pick(gvalues, sel.positions)
@@ -434,7 +410,7 @@ class L2:
             Learning rate.
         """
         sel = self._select(params)
-        factor = 1.0 - _real(lr, "lr") * self._coef(sel)
+        factor = 1.0 - real(lr, "lr") * self._coef(sel)
         sel.arrays.scale_(factor, num_threads=self.num_threads, check_finite=self.check_finite)
 
     def penalty_decay_(self, params: Arrays, lr: Real) -> float:
@@ -448,10 +424,8 @@ class L2:
 
         Parameters
         ----------
-        params : list, dict, ndarray or ParamList
-            Writeable weight arrays.
-        lr : float
-            Learning rate.
+        params, lr
+            As in `decay_`.
 
         Returns
         -------
@@ -461,6 +435,6 @@ class L2:
         """
         sel = self._select(params)
         c = self._coef(sel)
-        factor = 1.0 - _real(lr, "lr") * c
+        factor = 1.0 - real(lr, "lr") * c
         return 0.5 * c * sel.arrays.sum_squares_scale_(factor, num_threads=self.num_threads,
                                                        check_finite=self.check_finite)
