@@ -106,9 +106,17 @@ def _flat(a):
 def _float64_blocks(a, size=_BLOCK):
     """The values of `a` as float64 arrays of at most `size` elements (so a
     huge array is never widened whole)."""
+    for x, _ in _float64_blocks_narrow(a, size):
+        yield x
+
+
+def _float64_blocks_narrow(a, size=_BLOCK):
+    """(block, narrow) pairs: `_float64_blocks`, and whether the values have
+    at most 24 significant bits (float32 and narrower), so squares are exact."""
     flat = _flat(a)
+    narrow = flat.dtype.itemsize <= 4 and flat.dtype.kind in "fV"  # V: ml_dtypes' bfloat16
     for start in range(0, flat.size, size):
-        yield flat[start:start + size].astype(np.float64)
+        yield flat[start:start + size].astype(np.float64), narrow
 
 
 def _view(a):
@@ -140,7 +148,7 @@ def _binned(bins, values, width):
     return high, low
 
 
-def _block_sum(x):
+def _block_sum(x, narrow=False):
     """(integer S, exponent E) with sum(x**2) == S * 2**E exactly; x finite.
 
     x = y * 2**e with 0.5 <= |y| < 1 (frexp, exact), and y**2 = hi + lo
@@ -153,17 +161,20 @@ def _block_sum(x):
 
     H and L are summed per exponent e by np.bincount in float64, as pieces
     below 2**27 (at most 2**16 per bin: the sums stay below 2**53, exact).
+    `narrow` values (float32 or narrower: 24-bit y) have lo = 0.
     """
     y, e = np.frexp(x)
-    c = y * 134217729.0  # 2**27 + 1 splits y into two 26-bit halves
-    yh = c - (c - y)
-    yl = y - yh
     hi = y * y
-    lo = ((yh * yh - hi) + 2.0 * yh * yl) + yl * yl
     base = int(e.min())
     bins = e - base
     hi_high, hi_low = _binned(bins, (hi * 2.0**54).astype(np.int64), 27)
-    lo_high, lo_low = _binned(bins, (lo * 2.0**106).astype(np.int64), 26)
+    lo_high = lo_low = np.zeros_like(hi_high)
+    if not narrow:
+        c = y * 134217729.0  # 2**27 + 1 splits y into two 26-bit halves
+        yh = c - (c - y)
+        yl = y - yh
+        lo = ((yh * yh - hi) + 2.0 * yh * yl) + yl * yl
+        lo_high, lo_low = _binned(bins, (lo * 2.0**106).astype(np.int64), 26)
     total = 0
     for k in np.flatnonzero(hi_high + hi_low).tolist():  # hi > 0 for every x != 0
         h = (int(hi_high[k]) << 27) + int(hi_low[k])
@@ -183,16 +194,17 @@ def _round_to_float64(total, exponent):
 
 
 def _exact_one(blocks):
-    """Correctly rounded sum of squares of float64 blocks of at most _BLOCK elements."""
+    """Correctly rounded sum of squares of (float64 block, narrow) pairs, blocks
+    of at most _BLOCK elements."""
     total, exponent, nan, inf = 0, 0, False, False
-    for x in blocks:
+    for x, narrow in blocks:
         finite = np.isfinite(x)
         if not finite.all():
             nan = nan or bool(np.isnan(x).any())
             inf = True
             x = x[finite]
         if x.size:
-            s, e = _block_sum(x)
+            s, e = _block_sum(x, narrow)
             if e < exponent:
                 total, exponent = total << (exponent - e), e
             total += s << (e - exponent)
@@ -226,8 +238,9 @@ def exact_sum_squares(arrays, *, per_array=False):
     """
     listed, _ = _listing(arrays)
     if per_array:
-        return np.array([_exact_one(_float64_blocks(a)) for a in listed], dtype=np.float64)
-    return _exact_one(x for a in listed for x in _float64_blocks(a))
+        return np.array([_exact_one(_float64_blocks_narrow(a)) for a in listed],
+                        dtype=np.float64)
+    return _exact_one(block for a in listed for block in _float64_blocks_narrow(a))
 
 
 def relative_error(value, exact):
