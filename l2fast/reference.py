@@ -315,6 +315,18 @@ def sum_squares(arrays, *, per_array=False, num_threads=None, check_finite=False
     return _total(sums, per_array)
 
 
+def _checked_views(arrays, factor, check_finite):
+    """(views, factor as float) of a scaling call, checked as l2fast checks
+    them: the factor, then read-only arrays, then NaN and Inf."""
+    factor = float(factor)
+    _require_finite_factor(factor, "factor", check_finite)
+    listed, names = _listing(arrays)
+    views = _targets(listed, names, "arrays")
+    if check_finite:
+        _require_finite(views, names, "arrays")
+    return views, factor
+
+
 def _scale_in_place(views, factor):
     """w <- round(factor * w), the product formed in float64."""
     with np.errstate(all="ignore"):  # IEEE results (inf * 0 = nan), no warnings
@@ -325,13 +337,7 @@ def _scale_in_place(views, factor):
 def scale_(arrays, factor, *, num_threads=None, check_finite=False):
     """Twin of `l2fast.scale_`: w_i <- c * w_i in place, formed in float64 and
     rounded once to w_i's dtype.  `num_threads` is ignored."""
-    factor = float(factor)
-    _require_finite_factor(factor, "factor", check_finite)
-    listed, names = _listing(arrays)
-    views = _targets(listed, names, "arrays")
-    if check_finite:
-        _require_finite(views, names, "arrays")
-    _scale_in_place(views, factor)
+    _scale_in_place(*_checked_views(arrays, factor, check_finite))
 
 
 def add_scaled_(dst, src, alpha, *, num_threads=None, check_finite=False):
@@ -358,12 +364,7 @@ def sum_squares_scale_(arrays, factor, *, per_array=False, num_threads=None,
                        check_finite=False):
     """Twin of `l2fast.sum_squares_scale_`: returns `sum_squares` of the values
     before scaling, then scales in place as `scale_`."""
-    factor = float(factor)
-    _require_finite_factor(factor, "factor", check_finite)
-    listed, names = _listing(arrays)
-    views = _targets(listed, names, "arrays")
-    if check_finite:
-        _require_finite(views, names, "arrays")
+    views, factor = _checked_views(arrays, factor, check_finite)
     sums = _dots(views)
     _scale_in_place(views, factor)
     return _total(sums, per_array)
