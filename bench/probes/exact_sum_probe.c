@@ -64,6 +64,15 @@ static void sa_add(superacc *s, int64_t S, int L) {  /* += S * 2^L, |S| < 2^62 *
     s->d[k + 3] += (int64_t)v;
 }
 
+/* track the max and the smallest nonzero |x| (as bits), square, deposit into
+ * the top bin A1; leaves the remainder r */
+#define FIRST_BIN(k, j)                                                  \
+    uint32_t u = xb[k] & 0x7fffffffu, u1 = u - 1;                         \
+    umax[j] = u > umax[j] ? u : umax[j];                                  \
+    umin[j] = u1 < umin[j] ? u1 : umin[j];                                \
+    double v = (double)x[k]; v = v * v;                                   \
+    double t = A1[j] + v, q = t - A1[j], r = v - q; A1[j] = t
+
 /* deposit one piece with top exponent E (all v < 2^E); returns 0 ok, else 1 */
 CL static int bins_piece(const float *restrict x, int64_t n, int E, int64_t S[3], uint32_t *umax_out)
 {
@@ -89,10 +98,7 @@ CL static int bins_piece(const float *restrict x, int64_t n, int E, int64_t S[3]
         }
     }
     for (int j = 0; i < n; i++, j++) {
-        uint32_t u = xb[i] & 0x7fffffffu; umax[j] = u > umax[j] ? u : umax[j];
-        uint32_t u1 = u - 1; umin[j] = u1 < umin[j] ? u1 : umin[j];
-        double v = (double)x[i]; v = v*v;
-        double t = A1[j] + v, q = t - A1[j], r = v - q; A1[j] = t;
+        FIRST_BIN(i, j);
         double t2 = A2[j] + r, q2 = t2 - A2[j], r2 = r - q2; A2[j] = t2;
         A3[j] += r2;
     }
@@ -156,20 +162,12 @@ CL static int bins2_piece(const float *restrict x, int64_t n, int E, int64_t S[2
             for (int k = 0; k < LANES*4; k += 64) __builtin_prefetch((const char*)(x+i)+1024+k, 0, 3);
             #pragma omp simd
             for (int j = 0; j < LANES; j++) {
-                uint32_t u = xb[i+j] & 0x7fffffffu;
-                umax[j] = u > umax[j] ? u : umax[j];
-                uint32_t u1 = u - 1;
-                umin[j] = u1 < umin[j] ? u1 : umin[j];
-                double v = (double)x[i+j]; v = v * v;
-                double t = A1[j] + v, q = t - A1[j], r = v - q; A1[j] = t;
+                FIRST_BIN(i + j, j);
                 A2[j] += r;
             }
         }
         for (int j = 0; i < b0 + m; i++, j++) {
-            uint32_t u = xb[i] & 0x7fffffffu; umax[j] = u > umax[j] ? u : umax[j];
-            uint32_t u1 = u - 1; umin[j] = u1 < umin[j] ? u1 : umin[j];
-            double v = (double)x[i]; v = v*v;
-            double t = A1[j] + v, q = t - A1[j], r = v - q; A1[j] = t;
+            FIRST_BIN(i, j);
             A2[j] += r;
         }
         uint32_t mx = 0, mn = 0xffffffffu;
@@ -193,50 +191,43 @@ CL static int bins2_piece(const float *restrict x, int64_t n, int E, int64_t S[2
     S[0] = s1; S[1] = s2;
     return fails;
 }
-static double exact2_sum(const float *x, int64_t n, int nt) {
-    int64_t np = (n + PIECE - 1) / PIECE;
-    superacc tot; memset(&tot, 0, sizeof tot);
-    #pragma omp parallel num_threads(nt)
-    {
-        superacc mine; memset(&mine, 0, sizeof mine);
-        int E = 0; int have = 0;
-        #pragma omp for schedule(dynamic) nowait
-        for (int64_t p = 0; p < np; p++) {
-            const float *xp = x + p * PIECE; int64_t m = n - p * PIECE < PIECE ? n - p * PIECE : PIECE;
-            int64_t S[2]; uint32_t mx;
-            if (!have) { uint32_t u = 0; for (int k = 0; k < 64 && k < m; k++) { uint32_t b; memcpy(&b, &xp[k], 4); b &= 0x7fffffff; if (b > u) u = b; } E = top_exp(u ? u : 1); have = 1; }
-            int f = bins2_piece(xp, m, E, S, &mx, &mine);
-            redo_count += f;
-            sa_add(&mine, S[0], K2_L1(E)); sa_add(&mine, S[1], K2_L2(E));
-            if (f > 2) E = top_exp(mx ? mx : 1);
-            continue;
-            sa_add(&mine, S[0], K2_L1(E)); sa_add(&mine, S[1], K2_L2(E));
-        }
-        #pragma omp critical
-        for (int k = 0; k < NDIG; k++) tot.d[k] += mine.d[k];
+/* one piece into `mine` with the guessed top exponent *E (updated) */
+static void piece3(const float *xp, int64_t m, int *E, superacc *mine) {
+    int64_t S[3]; uint32_t mx;
+    if (bins_piece(xp, m, *E, S, &mx)) {
+        __atomic_fetch_add(&redo_count, 1, __ATOMIC_RELAXED);
+        *E = top_exp(mx ? mx : 1);
+        if (bins_piece(xp, m, *E, S, &mx)) { exact_piece_slow(xp, m, mine); return; }
     }
-    return sa_value(&tot);
+    int L1 = *E - 39, L2 = L1 - 38, L3 = L2 - 40;
+    sa_add(mine, S[0], L1); sa_add(mine, S[1], L2); sa_add(mine, S[2], L3);
 }
 
-static double exact_sum(const float *x, int64_t n, int nt) {
+static void piece2(const float *xp, int64_t m, int *E, superacc *mine) {
+    int64_t S[2]; uint32_t mx;
+    int f = bins2_piece(xp, m, *E, S, &mx, mine);
+    __atomic_fetch_add(&redo_count, f, __ATOMIC_RELAXED);
+    sa_add(mine, S[0], K2_L1(*E)); sa_add(mine, S[1], K2_L2(*E));
+    if (f > 2) *E = top_exp(mx ? mx : 1);
+}
+
+static double exact_sum(const float *x, int64_t n, int nt,
+                        void (*piece)(const float *, int64_t, int *, superacc *)) {
     int64_t np = (n + PIECE - 1) / PIECE;
     superacc tot; memset(&tot, 0, sizeof tot);
     #pragma omp parallel num_threads(nt)
     {
         superacc mine; memset(&mine, 0, sizeof mine);
-        int E = 0; int have = 0;
+        int E = 0, have = 0;
         #pragma omp for schedule(dynamic) nowait
         for (int64_t p = 0; p < np; p++) {
             const float *xp = x + p * PIECE; int64_t m = n - p * PIECE < PIECE ? n - p * PIECE : PIECE;
-            int64_t S[3]; uint32_t mx;
-            if (!have) { uint32_t u = 0; for (int k = 0; k < 64 && k < m; k++) { uint32_t b; memcpy(&b, &xp[k], 4); b &= 0x7fffffff; if (b > u) u = b; } E = top_exp(u ? u : 1); have = 1; }
-            if (bins_piece(xp, m, E, S, &mx)) {
-                __atomic_fetch_add(&redo_count, 1, __ATOMIC_RELAXED);
-                E = top_exp(mx ? mx : 1);
-                if (bins_piece(xp, m, E, S, &mx)) { exact_piece_slow(xp, m, &mine); continue; }
+            if (!have) {  /* first guess: the max of the first 64 elements */
+                uint32_t u = 0;
+                for (int k = 0; k < 64 && k < m; k++) { uint32_t b; memcpy(&b, &xp[k], 4); b &= 0x7fffffff; if (b > u) u = b; }
+                E = top_exp(u ? u : 1); have = 1;
             }
-            int L1 = E - 39, L2 = L1 - 38, L3 = L2 - 40;
-            sa_add(&mine, S[0], L1); sa_add(&mine, S[1], L2); sa_add(&mine, S[2], L3);
+            piece(xp, m, &E, &mine);
         }
         #pragma omp critical
         for (int k = 0; k < NDIG; k++) tot.d[k] += mine.d[k];
@@ -271,8 +262,8 @@ int main(int argc, char **argv) {
         double tp[64], te[64], t2s[64], vp = 0, ve = 0, v2 = 0;
         for (int r = 0; r < reps; r++) {
             double t0 = now(); vp = plain_sum(x, n, nt, slots); double t1 = now();
-            ve = exact_sum(x, n, nt); double t2 = now();
-            v2 = exact2_sum(x, n, nt); double t3 = now();
+            ve = exact_sum(x, n, nt, piece3); double t2 = now();
+            v2 = exact_sum(x, n, nt, piece2); double t3 = now();
             tp[r] = t1 - t0; te[r] = t2 - t1; t2s[r] = t3 - t2;
         }
         qsort(tp, reps, sizeof(double), cmpd); qsort(te, reps, sizeof(double), cmpd); qsort(t2s, reps, sizeof(double), cmpd);
