@@ -160,12 +160,15 @@ static double NAME##_run_##S(const l2f_piece *c, double f)                    \
     return l2f_fold(acc, L2F_STRIDED_LANES);                                  \
 }
 
-#define L2F_DEFINE_UPDATE(NAME, OP, S, T)                                     \
+#define L2F_DEFINE_CONTIGUOUS_UPDATE(NAME, OP, S, T)                         \
 L2F_CLONES static void NAME##_contiguous_##S(T *L2F_RESTRICT d, int64_t n,    \
                                              double f)                        \
 {                                                                             \
     L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1), OP, S, S);                    \
-}                                                                             \
+}
+
+#define L2F_DEFINE_UPDATE(NAME, OP, S, T)                                     \
+L2F_DEFINE_CONTIGUOUS_UPDATE(NAME, OP, S, T)                                  \
 static double NAME##_run_##S(const l2f_piece *c, double f)                    \
 {                                                                             \
     T *d = (T *)c->dst;                                                       \
@@ -180,7 +183,7 @@ static double NAME##_run_##S(const l2f_piece *c, double f)                    \
     L2F_DEFINE_SUM(l2f_ssq, L2F_OP_SSQ, 0, S, const T)                        \
     L2F_DEFINE_SUM(l2f_ssq_scale, L2F_OP_SSQ_SCALE, 1, S, T)                  \
     L2F_DEFINE_UPDATE(l2f_scale, L2F_OP_SCALE, S, T)                          \
-    L2F_DEFINE_UPDATE(l2f_add_self, L2F_OP_ADD_SELF, S, T)
+    L2F_DEFINE_CONTIGUOUS_UPDATE(l2f_add_self, L2F_OP_ADD_SELF, S, T)
 
 /* d[k] += a * s[k]: contiguous d and s do not overlap (the work table checks
  * it) unless d is s, which takes add_self. */
@@ -198,7 +201,7 @@ static double l2f_add_run_##D##_##S(const l2f_piece *c, double f)             \
     const TS *s = (const TS *)c->src;                                         \
     if (c->dst_stride == 1 && c->src_stride == 1) {                           \
         if ((const void *)d == (const void *)s)  /* equal dtypes only */      \
-            l2f_add_self_run_##D(c, f);                                       \
+            l2f_add_self_contiguous_##D(d, c->n, f);                          \
         else                                                                  \
             l2f_add_contiguous_##D##_##S(d, s, c->n, f);                      \
     } else {                                                                  \
