@@ -12,12 +12,13 @@ import sys
 import numpy as np
 
 import l2fast
+from l2fast import models
 
 try:
-    from conftest import model_arrays, model_shapes
+    from conftest import model_arrays
 except ImportError:  # run as a script from the checkout
     sys.path.insert(0, __import__("os").path.dirname(__file__))
-    from conftest import model_arrays, model_shapes
+    from conftest import model_arrays
 
 CASES = [("resnet50", "float32"), ("resnet50", "float64"),
          ("bert-base-uncased", "float32"), ("bert-base-uncased", "float64"),
@@ -72,7 +73,7 @@ def results(model, dtype):
     w = [a.copy() for a in ws]
     l2fast.add_scaled_(w, w, ALPHA)
     out["add_scaled_/self"] = digest(w)
-    names = [n for n, _ in model_shapes(model)]
+    names = [n for n, _ in models.shapes(model)]
     params = dict(zip(names, [a.copy() for a in ws]))
     reg = l2fast.L2(0.01, scale="samples", m=50_000, exclude=l2fast.no_decay_1d)
     out["L2.penalty"] = float.hex(reg.penalty(params))

@@ -10,15 +10,11 @@ from l2fast import models
 
 MODEL_NAMES = models.names()  # bert-base-uncased, gpt2, resnet50
 
-#: [(param name, shape)] of a real network (tests/bitwise_cases.py uses it).
-model_shapes = models.shapes
-
-
 def model_arrays(name, dtype, seed=0):
     """The model's parameters filled with N(0, 0.02), as `dtype` arrays."""
     rng = np.random.default_rng(seed)
     return [(rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02))
-            .astype(dtype, copy=False) for _, shape in model_shapes(name)]
+            .astype(dtype, copy=False) for _, shape in models.shapes(name)]
 
 
 @pytest.fixture(scope="session")
