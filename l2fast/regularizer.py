@@ -1,91 +1,51 @@
 r"""`L2`: an L2 penalty with its scaling named, applied to a whole model per call.
 
-With weight arrays :math:`w_1 \dots w_L` (those not excluded) and
-:math:`S = \sum_i \|w_i\|^2`, an `L2` with per-weight coefficient :math:`c`
-has
+With weight arrays :math:`w_1 \dots w_L` (those not excluded),
+multipliers :math:`\mu_i` (1 unless `decay_mult` says otherwise) and an
+`L2` with per-weight coefficient :math:`c`,
 
 .. math::
 
-    P = \frac{c}{2}\,S, \qquad \frac{\partial P}{\partial w_i} = c\,w_i,
+    P = \frac{c}{2}\sum_i \mu_i\,\|w_i\|^2, \qquad
+    \frac{\partial P}{\partial w_i} = c\,\mu_i\,w_i,
 
-and :math:`c` is set by the scale: :math:`\lambda/m` (``"samples"``),
-:math:`\lambda/N` (``"params"``), :math:`\lambda` (``"none"``) or
-:math:`\lambda B/m` (``"batch"``).  Every method is one call of a core
-kernel on the selected arrays.
+and :math:`c` is set by the scale, with the meaning `l2fast.conventions`
+gives the same name: :math:`\lambda/m` (``"samples"``), :math:`\lambda/N`
+(``"params"``), :math:`\lambda` (``"none"``) or :math:`2\lambda/m`
+(``"batch"``), or by any convention through `L2.from_convention`.  Every
+method is one call of a core kernel per distinct multiplier.
 """
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 from ._api import ParamList, add_scaled_
-from ._args import checked_threads, entries, real
-from .conventions import CONTEXT
+from ._args import checked_threads
+from ._l2_select import Selection, Selector, exclude_by_name, no_decay_1d
+from .conventions import ALIASES, CONVENTIONS, lookup
+from .conventions._exact import CONTEXT, context_value, exact, nonnegative
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from ._typing import Arrays, Real, Threads
 
     Exclude = Callable[[Any, Any], bool] | Sequence[bool] | None
+    DecayMult = Callable[[Any, Any], float] | Sequence[float] | None
 
-__all__ = ["L2", "no_decay_1d"]
+__all__ = ["L2", "no_decay_1d", "exclude_by_name"]
 
 SCALES = {
-    "samples": "lam / (2 * m) * sum ||w||^2, m training samples",
-    "params": "lam / (2 * N) * sum ||w||^2, N elements of the arrays penalised",
-    "none": "lam / 2 * sum ||w||^2",
-    "batch": "lam * batch_size / (2 * m) * sum ||w||^2 per minibatch (summed loss)",
+    "samples": "lam / (2 * m) * sum ||w||^2, m = training-set size: c = lam / m",
+    "params": "lam / (2 * N) * sum ||w||^2, N = elements penalised: c = lam / N",
+    "none": "lam / 2 * sum ||w||^2: c = lam",
+    "batch": ("lam * B / m * sum ||w||^2 per minibatch of a loss summed over its B samples "
+              "(Bengio 2012): c = 2 * lam / m"),
 }
-_NEEDS = {"samples": ("m",), "params": (), "none": (), "batch": ("m", "batch_size")}
 _EXAMPLE = {"samples": "L2(lam, scale='samples', m=60000)",
-            "batch": "L2(lam, scale='batch', m=60000, batch_size=128)"}
-_CACHE_SIZE = 4
-
-
-def no_decay_1d(name: Any, array: Any) -> bool:
-    """True for arrays with at most one dimension: biases and norm weights.
-
-    The usual `exclude` for `L2`: biases, LayerNorm/BatchNorm scales and
-    shifts are neither penalised nor decayed, as in scikit-learn's MLP (which
-    never penalises intercepts) and most transformer training recipes.
-
-    Parameters
-    ----------
-    name : str or int
-        The array's key (or position); not used.
-    array : ndarray or tensor
-
-    Returns
-    -------
-    bool
-    """
-    return bool(array.ndim <= 1)
-
-
-class _Selection:
-    """The arrays an `L2` applies to, out of one params object."""
-
-    __slots__ = ("arrays", "positions", "keys", "total", "owner")
-
-    def __init__(self, arrays: ParamList, positions: tuple[int, ...] | None,
-                 keys: tuple[Any, ...] | None, total: int, owner: object) -> None:
-        self.arrays = arrays        # ParamList of the selected arrays
-        self.positions = positions  # tuple of selected indices, or None for all
-        self.keys = keys            # tuple of selected keys (dict input), or None
-        self.total = total          # number of arrays in params before selection
-        self.owner = owner          # the inputs, kept alive while cached
-
-
-def _pick(seq: Any, idx: Sequence[Any]) -> tuple[Any, ...]:
-    """seq[i] for i in idx, as a tuple (operator.itemgetter, without the
-    one-item special case)."""
-    if not idx:
-        return ()
-    got = operator.itemgetter(*idx)(seq)
-    return (got,) if len(idx) == 1 else tuple(got)
+            "batch": "L2(lam, scale='batch', m=60000)"}
 
 
 class L2:
@@ -93,65 +53,68 @@ class L2:
 
     .. math::
 
-        P(w) = \frac{c}{2} \sum_i \|w_i\|^2, \qquad
-        \nabla_{w_i} P = c\, w_i, \qquad
+        P(w) = \frac{c}{2} \sum_i \mu_i\|w_i\|^2, \qquad
+        \nabla_{w_i} P = c\,\mu_i\, w_i, \qquad
         c = \begin{cases}
             \lambda / m & \text{scale="samples"} \\
             \lambda / N & \text{scale="params"} \\
             \lambda     & \text{scale="none"} \\
-            \lambda B / m & \text{scale="batch"}
+            2\lambda / m & \text{scale="batch"}
         \end{cases}
 
-    The sum runs over the arrays not excluded by `exclude`; N is their total
-    number of elements.
+    The sum runs over the arrays not excluded; N is their total number of
+    elements; :math:`\mu_i` is 1 unless `decay_mult` is given.  c is the
+    coupled coefficient on the loss averaged over a minibatch: the c of
+    `l2fast.conventions` for the convention of the same name.
 
     Parameters
     ----------
-    lam : float
-        λ, a finite number >= 0.
+    lam : real number
+        λ, finite and >= 0.
     scale : {"samples", "params", "none", "batch"}, default "samples"
-        * ``"samples"``: :math:`\frac{\lambda}{2m}\sum_i\|w_i\|^2` with m the
-          number of training samples (Ng's convention).  It goes with a data
-          loss averaged over the samples; its gradient :math:`\frac{\lambda}{m}w`
-          does not depend on the batch size.
-        * ``"params"``: :math:`\frac{\lambda}{2N}\sum_i\|w_i\|^2`, N the number
-          of elements penalised.  The per-weight gradient
-          :math:`\frac{\lambda}{N}w` shrinks as the model grows.
-        * ``"none"``: :math:`\frac{\lambda}{2}\sum_i\|w_i\|^2`; λ is then
-          PyTorch's ``weight_decay`` and ``λ * tf.nn.l2_loss(w)``.
-        * ``"batch"``: :math:`\frac{\lambda B}{2m}\sum_i\|w_i\|^2` per
-          minibatch of B samples (Bengio, 2012): the penalties of the m/B
-          minibatches of an epoch add up to :math:`\frac{\lambda}{2}\sum_i\|w_i\|^2`.
-          It goes with a minibatch loss *summed* over its B samples; with an
-          averaged loss use ``"samples"``, which is the same regularisation.
-    m : float, optional
-        Number of training samples; required by "samples" and "batch".
-    batch_size : float, optional
-        Samples per minibatch, B; required by "batch".
+        * ``"samples"`` (convention ``ng``): :math:`\frac{\lambda}{2m}\sum\|w\|^2`,
+          m the size of the training set (not of a minibatch): the larger
+          the data set, the weaker the penalty per weight.
+        * ``"params"`` (``per_param``): :math:`\frac{\lambda}{2N}\sum\|w\|^2`.
+        * ``"none"`` (``tf_l2_loss``): :math:`\frac{\lambda}{2}\sum\|w\|^2`;
+          λ is then torch SGD's ``weight_decay``.
+        * ``"batch"`` (``bengio_batch``): Bengio's (2012)
+          :math:`\lambda\sum\|w\|^2` spread over the minibatches of a summed
+          loss, :math:`\lambda\frac{B}{m}\sum\|w\|^2` each (:math:`B'` for a
+          short last batch); on the averaged loss that is :math:`c = 2\lambda/m`
+          whatever the batch size.
+    m : int, optional
+        The number of training samples, a positive integer; required by
+        "samples" and "batch".
     exclude : callable or sequence of bool, optional
-        Arrays to leave alone (neither penalised nor decayed): a predicate
-        ``exclude(name, array) -> bool`` called with the dict key (or the
-        position, for a list) and the array, or one bool per array, True
-        for excluded.  `no_decay_1d` excludes biases and norm weights.
+        Arrays neither penalised nor decayed: a predicate ``exclude(name,
+        array) -> bool`` (`no_decay_1d`, `exclude_by_name`) called with the
+        dict key (or the position, for a list), or one bool per array.
+    decay_mult : callable or sequence of float, optional
+        A multiplier :math:`\mu_i \ge 0` of c per array, as Caffe's
+        ``decay_mult`` or optimizer param groups with their own
+        weight_decay: ``decay_mult(name, array) -> float`` or one float per
+        array.  0 excludes the array.
     num_threads : int or None, default None
         As in `l2fast.sum_squares`.
     check_finite : bool, default False
         As in `l2fast.scale_`: raise FloatingPointError naming an array that
         holds a NaN or an Inf, before anything is written.
+    batch_size : None
+        Not used by any scale (an error if given: "batch" no longer needs it).
 
     Notes
     -----
     `params` is a list of arrays, a dict of named arrays (such as
     ``dict(model.named_parameters())``), one array, or a `ParamList`.  The
-    selection (which arrays `exclude` keeps) and the validated work table
-    are made once per params object and kept for the next call while it
-    holds the same NumPy arrays (up to 4 such objects are remembered,
-    holding references to their arrays; `clear_cache` drops them).  A
-    predicate is therefore not called again for arrays already seen; it
-    should depend on the name and shape only.  Torch tensors, whose
-    storage can be replaced under the same object, are looked at afresh on
-    every call, which costs what a core call on a dict costs; pass a
-    `ParamList` to pay that once.
+    selection (which arrays `exclude` keeps, and their multipliers) and the
+    validated work tables are made once per params object and kept while it
+    holds the same NumPy arrays (up to 4 such objects; `clear_cache` drops
+    them).  Predicates should depend on the name and shape only.  Torch
+    tensors are looked at afresh on every call; pass a `ParamList` to pay
+    that once.  With multipliers, `penalty` is still one kernel call (one sum
+    per array); `grad_`, `decay_` and `penalty_decay_` make one call per
+    distinct multiplier.
 
     Examples
     --------
@@ -173,144 +136,115 @@ class L2:
 
     def __init__(self, lam: Real,
                  scale: Literal["samples", "params", "none", "batch"] = "samples", *,
-                 m: Real | None = None, batch_size: Real | None = None,
-                 exclude: Exclude = None, num_threads: Threads = None,
-                 check_finite: bool = False) -> None:
+                 m: Real | None = None, exclude: Exclude = None,
+                 decay_mult: DecayMult = None, num_threads: Threads = None,
+                 check_finite: bool = False, batch_size: Real | None = None) -> None:
         if scale not in SCALES:
             known = "; ".join(f"{k!r}: {v}" for k, v in SCALES.items())
-            raise ValueError(f"unknown scale {scale!r}; known scales are {known}")
-        self.lam = self._number(lam, "lam", allow_zero=True)
+            raise ValueError(f"unknown scale {scale!r}; known scales are {known} (any other "
+                             f"convention: L2.from_convention(value, name, ...))")
+        lam_q = nonnegative(lam, "lam")
+        needs_m = scale in ("samples", "batch")
+        if needs_m and m is None:
+            raise ValueError(f"scale={scale!r} needs m, {CONTEXT['m']} (the penalty is "
+                             f"{SCALES[scale]}): {_EXAMPLE[scale]}")
+        if not needs_m and m is not None:
+            raise ValueError(f"scale={scale!r} does not use m (the penalty is "
+                             f"{SCALES[scale]}); leave it out")
+        if batch_size is not None:
+            raise ValueError(f"scale={scale!r} does not use batch_size: "
+                             + ("the penalty is " + SCALES[scale] + ", whatever the batch "
+                                "size; leave it out" if scale == "batch" else "leave it out"))
+        m_q = None if m is None else context_value("m", m)
+        self.lam = float(lam_q)
         self.scale = scale
-        given: dict[str, Any] = {"m": m, "batch_size": batch_size}
-        for key, value in given.items():
-            if key in _NEEDS[scale]:
-                if value is None:
-                    raise ValueError(
-                        f"scale={scale!r} needs {key}, {CONTEXT[key]} (the penalty is "
-                        f"{SCALES[scale]}): {_EXAMPLE[scale]}")
-                given[key] = self._number(value, key)
-            elif value is not None:
-                raise ValueError(f"scale={scale!r} does not use {key} (the penalty is "
-                                 f"{SCALES[scale]}); leave it out")
-        self.m: float | None = given["m"]
-        self.batch_size: float | None = given["batch_size"]
-        if exclude is not None and not callable(exclude):
-            if isinstance(exclude, (str, bytes, Mapping)) or not hasattr(exclude, "__len__"):
-                raise TypeError("exclude must be a predicate exclude(name, array) -> bool or "
-                                "a sequence of bools, one per array")
-            flags = list(exclude)
-            if not all(isinstance(f, (bool, np.bool_)) for f in flags):
-                raise TypeError("exclude as a sequence must hold bools, one per array (True: "
-                                "not penalised); to exclude by name use a predicate, e.g. "
-                                "exclude=lambda name, a: name.endswith('bias')")
-            exclude = tuple(bool(f) for f in flags)
-        self.exclude = exclude
+        self.m: int | None = None if m_q is None else int(m_q)
+        self.convention = ALIASES[scale]
+        self.family = "coupled"
+        # c exactly, rounded once; None for "params" (N is known per call)
+        self._c: float | None = (None if scale == "params" else
+                                 float(lam_q * CONVENTIONS[self.convention]._factor(
+                                     {} if m_q is None else {"m": m_q})))
+        self._selector = Selector(exclude, decay_mult)
+        self.exclude = self._selector.exclude
+        self.decay_mult = self._selector.decay_mult
         self.num_threads = checked_threads(num_threads)
         self.check_finite = bool(check_finite)
-        self._cache: dict[tuple[Any, ...], _Selection] = {}
+        self._origin: str | None = None
 
-    @staticmethod
-    def _number(x: Any, what: str, allow_zero: bool = False) -> float:
-        v = real(x, what)
-        if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-            need = "finite and >= 0" if allow_zero else "finite and > 0"
-            raise ValueError(f"{what} must be {need}, got {x!r}")
-        return v
+    @classmethod
+    def from_convention(cls, value: Real, name: str, *, exclude: Exclude = None,
+                        decay_mult: DecayMult = None, num_threads: Threads = None,
+                        check_finite: bool = False, **context: Real) -> L2:
+        r"""An `L2` whose c is `value` in any convention of `l2fast.conventions`.
+
+        ``L2.from_convention(0.01, "keras")`` penalises as
+        ``keras.regularizers.L2(0.01)``: c = 0.02.  For a decoupled convention
+        (``"torch_adamw"``, ``"optax_adamw"``, ``"keras_decay"``,
+        ``"tfa_adamw"``, ...) c is the per-step decay divided by lr, so
+        ``decay_(params, lr)`` makes the library's decay step; `family`
+        records which it is.
+
+        Parameters
+        ----------
+        value : real number
+            The strength as the convention writes it.
+        name : str
+            A convention name (`l2fast.conventions.names()`) or scale name.
+        exclude, decay_mult, num_threads, check_finite
+            As in `L2`.
+        **context : real number
+            What the convention needs (``m``, ``N``, ``batch_size``, ``lr``,
+            ``epochs``).  ``per_param`` without N divides by the elements
+            penalised at each call (``scale="params"``).
+
+        Examples
+        --------
+        >>> from l2fast import L2
+        >>> L2.from_convention(0.01, "keras").coef()
+        0.02
+        >>> L2.from_convention(0.5, "bengio_batch", m=1000).coef()
+        0.001
+        """
+        conv = lookup(name, "convention")
+        kwargs: dict[str, Any] = dict(exclude=exclude, decay_mult=decay_mult,
+                                      num_threads=num_threads, check_finite=check_finite)
+        if conv.name == "per_param" and context.get("N") is None:
+            out = cls(value, "params", **kwargs)
+        else:
+            c = nonnegative(value, f"value ({conv.value} in {conv.name!r})") * conv.factor(
+                **context)
+            out = cls(c, "none", **kwargs)
+        out.convention, out.family = conv.name, conv.family
+        ctx = "".join(f", {k}={v!r}" for k, v in context.items())
+        out._origin = f"L2.from_convention({value!r}, {conv.name!r}{ctx})"
+        return out
 
     def __repr__(self) -> str:
-        parts = [f"{self.lam!r}", f"scale={self.scale!r}"]
-        if self.m is not None:
-            parts.append(f"m={self.m!r}")
-        if self.batch_size is not None:
-            parts.append(f"batch_size={self.batch_size!r}")
-        if self.exclude is not None:
-            name = getattr(self.exclude, "__name__", None)
-            parts.append(f"exclude={name if name else repr(self.exclude)}")
-        return f"L2({', '.join(parts)})"
-
-    # -- selection ---------------------------------------------------------
+        if self._origin is not None:
+            parts = [self._origin[len("L2.from_convention("):-1]]
+        else:
+            parts = [f"{self.lam!r}", f"scale={self.scale!r}"]
+            if self.m is not None:
+                parts.append(f"m={self.m!r}")
+        for what, spec in (("exclude", self.exclude), ("decay_mult", self.decay_mult)):
+            if spec is not None:
+                parts.append(f"{what}={getattr(spec, '__name__', None) or repr(spec)}")
+        head = "L2.from_convention" if self._origin is not None else "L2"
+        return f"{head}({', '.join(parts)})"
 
     def clear_cache(self) -> None:
         """Forget the params objects seen so far (and release their arrays)."""
-        self._cache.clear()
+        self._selector.cache.clear()
 
-    def _select(self, params: Any) -> _Selection:
-        """The _Selection of `params`: from the cache, or made and maybe cached."""
-        if isinstance(params, ParamList) and self.exclude is None:
-            return _Selection(params, None, params.names, len(params), params)
-        values, names = entries(params, "params")
-        key: tuple[Any, ...] = (("ParamList", id(params)) if isinstance(params, ParamList)
-                                else (names, tuple(map(id, values))))
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        sel = self._make_selection(params, names, values)
-        if isinstance(params, ParamList) or all(type(v) is np.ndarray for v in values):
-            cache = self._cache
-            if len(cache) >= _CACHE_SIZE:
-                try:  # the oldest entry; another thread may have removed it first
-                    del cache[next(iter(cache))]
-                except (KeyError, RuntimeError, StopIteration):
-                    pass
-            cache[key] = sel
-        return sel
-
-    def _make_selection(self, params: Any, names: tuple[Any, ...] | None,
-                        values: tuple[Any, ...]) -> _Selection:
-        n = len(values)
-        ex = self.exclude
-        keep: Sequence[int]
-        if ex is None:
-            keep = range(n)
-        elif callable(ex):
-            labels = names if names is not None else range(n)
-            keep = [i for i, (k, v) in enumerate(zip(labels, values)) if not ex(k, v)]
-        else:
-            if len(ex) != n:
-                raise ValueError(f"exclude has {len(ex)} flags but params has {n} arrays")
-            keep = [i for i in range(n) if not ex[i]]
-        positions = None if len(keep) == n else tuple(keep)
-        if isinstance(params, ParamList) and positions is None:
-            return _Selection(params, None, names, n, params)
-        chosen = values if positions is None else _pick(values, positions)
-        keys = None
-        if names is not None:
-            keys = names if positions is None else _pick(names, positions)
-            arrays = ParamList(dict(zip(keys, chosen)))
-        elif positions is not None:  # errors name the arrays by their positions in params
-            arrays = ParamList._labelled(tuple(chosen), positions)
-        else:
-            arrays = ParamList(list(chosen))
-        return _Selection(arrays, positions, keys, n, (params, values))
-
-    def _grads(self, grads: Any, sel: _Selection) -> dict[Any, Any] | list[Any]:
-        """The gradient arrays paired with the selected params: by key when
-        both are named, else by position."""
-        gvalues, gnames = entries(grads, "grads")
-        if gnames is not None and sel.keys is not None:
-            source = grads if isinstance(grads, Mapping) else dict(zip(gnames, gvalues))
-            missing = [k for k in sel.keys if k not in source]
-            if missing:
-                raise ValueError(f"grads has no array named {missing[0]!r} (params has one)")
-            return dict(zip(sel.keys, _pick(source, sel.keys)))
-        if len(gvalues) != sel.total:
-            raise ValueError(f"grads has {len(gvalues)} arrays but params has {sel.total}")
-        chosen = gvalues if sel.positions is None else _pick(gvalues, sel.positions)
-        if gnames is not None:
-            keys = gnames if sel.positions is None else _pick(gnames, sel.positions)
-            return dict(zip(keys, chosen))
-        return list(chosen)
+    def _select(self, params: Any) -> Selection:
+        return self._selector.select(params)
 
     # -- the arithmetic ----------------------------------------------------
 
-    def _coef(self, sel: _Selection | None) -> float:
-        s, m, b = self.scale, self.m, self.batch_size
-        if s == "samples" and m is not None:
-            return self.lam / m
-        if s == "none":
-            return self.lam
-        if s == "batch" and m is not None and b is not None:
-            return self.lam * b / m
+    def _coef(self, sel: Selection | None) -> float:
+        if self._c is not None:
+            return self._c
         if sel is None:
             raise ValueError("scale='params' divides lam by N, the number of elements of the "
                              "arrays penalised: call coef(params)")
@@ -318,10 +252,10 @@ class L2:
         if n == 0:
             raise ValueError("scale='params' divides lam by N, the number of elements "
                              "penalised, and no array is penalised (all are excluded)")
-        return self.lam / n
+        return float(Fraction(self.lam) / n)
 
     def coef(self, params: Arrays | None = None) -> float:
-        r"""The per-weight coefficient c: :math:`\nabla_{w} P = c\,w`.
+        r"""The per-weight coefficient c: :math:`\nabla_{w} P = c\,w` (times μ_i).
 
         Parameters
         ----------
@@ -332,12 +266,9 @@ class L2:
         Returns
         -------
         float
-            λ/m, λ/N, λ or λB/m.  For "samples", "params" and "none" it is
-            PyTorch's ``weight_decay`` for the same regularisation of a loss
-            averaged over its samples.  "batch" pairs the penalty with a
-            minibatch loss *summed* over its B samples, hence λB/m; on the
-            averaged loss that is λ/m, which is what
-            ``conventions.coef(lam, "batch", m=m)`` reports.
+            λ/m, λ/N, λ or 2λ/m, computed exactly and rounded once: torch
+            SGD's ``weight_decay`` for the same coupled term, and
+            ``l2fast.conventions.coef(lam, scale, m=m)`` for every scale.
 
         Raises
         ------
@@ -346,8 +277,42 @@ class L2:
         """
         return self._coef(None if params is None else self._select(params))
 
+    def _factors(self, sel: Selection, lr: Any) -> list[tuple[float, Any, float]]:
+        """(1 − lr·c·μ, group, c·μ) per group; ValueError when lr·c·μ >= 1."""
+        c = self._coef(sel)
+        step = float(exact(lr, "lr"))
+        if step < 0:
+            raise ValueError(f"lr must be >= 0, got {lr!r}")
+        groups = ([(1.0, None, sel.arrays)] if sel.mults is None else
+                  [(f, idx, pl) for f, idx, pl in sel.groups])
+        out = []
+        for mult, _, pl in groups:
+            cm = c * mult
+            if step * cm >= 1:
+                raise ValueError(f"lr·c = {step:g}·{cm:g} = {step * cm:g} >= 1: the decay "
+                                 f"would zero or flip the sign of every weight; it must be "
+                                 f"below 1")
+            out.append((1.0 - step * cm, pl, cm))
+        return out
+
+    def _writable_first(self, sel: Selection, views: Any = None) -> None:
+        """Before a call per group: ValueError for a read-only array (or a
+        gradient of another shape), FloatingPointError with check_finite, so
+        that no group is written when another one would fail."""
+        targets = sel.arrays.arrays if views is None else views
+        labels = sel.keys if sel.keys is not None else (sel.positions or range(sel.total))
+        for label, a, w in zip(labels, targets, sel.arrays.arrays):
+            if a.shape != w.shape:
+                raise ValueError(f"grads[{label!r}] has shape {a.shape} but params[{label!r}] "
+                                 f"has shape {w.shape}; nothing was changed")
+            if not a.flags.writeable:
+                what = "params" if views is None else "grads"
+                raise ValueError(f"{what}[{label!r}] is read-only; nothing was changed")
+        if self.check_finite:
+            sel.arrays.sum_squares(check_finite=True, num_threads=self.num_threads)
+
     def penalty(self, params: Arrays) -> float:
-        r"""The penalty :math:`P = \frac{c}{2}\sum_i \|w_i\|^2`.
+        r"""The penalty :math:`P = \frac{c}{2}\sum_i \mu_i\|w_i\|^2`.
 
         Parameters
         ----------
@@ -357,18 +322,24 @@ class L2:
         Returns
         -------
         float
-            P, from a sum of squares accumulated in float64 (one
-            `l2fast.sum_squares` call).
+            P, from sums of squares accumulated in float64: one
+            `l2fast.sum_squares` call (with ``per_array=True`` when the
+            multipliers differ).
         """
         sel = self._select(params)
         c = self._coef(sel)
-        return 0.5 * c * sel.arrays.sum_squares(num_threads=self.num_threads,
-                                                check_finite=self.check_finite)
+        if sel.mults is None:
+            return 0.5 * c * sel.arrays.sum_squares(num_threads=self.num_threads,
+                                                    check_finite=self.check_finite)
+        sums = sel.arrays.sum_squares(per_array=True, num_threads=self.num_threads,
+                                      check_finite=self.check_finite)
+        return 0.5 * c * math.fsum(f * float(s) for f, s in zip(sel.mults, sums))
 
     def grad_(self, grads: Arrays, params: Arrays) -> None:
-        r"""Add the penalty's gradient to `grads`, in place: :math:`g_i \mathrel{+}= c\,w_i`.
+        r"""Add the penalty's gradient to `grads`, in place: :math:`g_i \mathrel{+}= c\,\mu_i\,w_i`.
 
-        Coupled L2, as ``torch.optim.SGD(weight_decay=c)`` does it.
+        Coupled L2, as ``torch.optim.SGD(weight_decay=c)`` and
+        ``torch.optim.Adam(weight_decay=c)`` do it before their step.
 
         Parameters
         ----------
@@ -387,40 +358,56 @@ class L2:
         """
         sel = self._select(params)
         c = self._coef(sel)
-        if (isinstance(grads, ParamList) and sel.positions is None
-                and (grads.names is None or sel.keys is None or grads.names == sel.keys)
-                and len(grads) == sel.total):
-            grads.add_scaled_(sel.arrays, c, num_threads=self.num_threads,
-                              check_finite=self.check_finite)
+        nt, cf = self.num_threads, self.check_finite
+        if sel.mults is None:
+            if (isinstance(grads, ParamList) and sel.positions is None
+                    and (grads.names is None or sel.keys is None or grads.names == sel.keys)
+                    and len(grads) == sel.total):
+                grads.add_scaled_(sel.arrays, c, num_threads=nt, check_finite=cf)
+                return
+            add_scaled_(Selector.grads(grads, sel), sel.arrays, c, num_threads=nt,
+                        check_finite=cf)
             return
-        add_scaled_(self._grads(grads, sel), sel.arrays, c, num_threads=self.num_threads,
-                    check_finite=self.check_finite)
+        paired = Selector.grads(grads, sel)
+        self._writable_first(sel, ParamList(paired).arrays)
+        for mult, idx, group in sel.groups:
+            add_scaled_(Selector.subset(paired, idx), group, c * mult, num_threads=nt,
+                        check_finite=cf)
 
     def decay_(self, params: Arrays, lr: Real) -> None:
-        r"""Decoupled weight decay, in place: :math:`w_i \leftarrow (1 - \text{lr}\,c)\,w_i`.
+        r"""Decoupled weight decay, in place: :math:`w_i \leftarrow (1 - \text{lr}\,c\,\mu_i)\,w_i`.
 
         As ``torch.optim.AdamW(lr=lr, weight_decay=c)`` does it before its
-        Adam step; for plain SGD it is the same step as `grad_`.
+        Adam step (and optax's ``adamw``, Keras 3's ``weight_decay``); for
+        plain SGD it is the same step as `grad_`.
 
         Parameters
         ----------
         params : list, dict, ndarray or ParamList
             Writeable weight arrays.
-        lr : float
-            Learning rate.
+        lr : real number
+            The learning rate, >= 0.
+
+        Raises
+        ------
+        ValueError
+            lr < 0, or lr·c·μ >= 1 (the weights would be zeroed or flip sign).
         """
         sel = self._select(params)
-        factor = 1.0 - real(lr, "lr") * self._coef(sel)
-        sel.arrays.scale_(factor, num_threads=self.num_threads, check_finite=self.check_finite)
+        steps = self._factors(sel, lr)
+        if len(steps) > 1:
+            self._writable_first(sel)
+        for factor, group, _ in steps:
+            group.scale_(factor, num_threads=self.num_threads, check_finite=self.check_finite)
 
     def penalty_decay_(self, params: Arrays, lr: Real) -> float:
         r"""Return the penalty, then decay: one pass over the weights.
 
-        .. math:: P = \frac{c}{2}\sum_i\|w_i\|^2 \text{ (before)},
-                  \qquad w_i \leftarrow (1 - \text{lr}\,c)\,w_i
+        .. math:: P = \frac{c}{2}\sum_i\mu_i\|w_i\|^2 \text{ (before)},
+                  \qquad w_i \leftarrow (1 - \text{lr}\,c\,\mu_i)\,w_i
 
-        It costs what `decay_` alone costs (one
-        `l2fast.sum_squares_scale_` call).
+        It costs what `decay_` alone costs (one `l2fast.sum_squares_scale_`
+        call per distinct multiplier).
 
         Parameters
         ----------
@@ -434,7 +421,10 @@ class L2:
             first.
         """
         sel = self._select(params)
-        c = self._coef(sel)
-        factor = 1.0 - real(lr, "lr") * c
-        return 0.5 * c * sel.arrays.sum_squares_scale_(factor, num_threads=self.num_threads,
-                                                       check_finite=self.check_finite)
+        steps = self._factors(sel, lr)
+        if len(steps) > 1:
+            self._writable_first(sel)
+        parts = [0.5 * cm * group.sum_squares_scale_(factor, num_threads=self.num_threads,
+                                                     check_finite=self.check_finite)
+                 for factor, group, cm in steps]
+        return parts[0] if len(parts) == 1 else math.fsum(parts)

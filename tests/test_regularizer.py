@@ -38,7 +38,8 @@ def test_coef_of_each_scale():
     ws = [np.ones((2, 3)), np.ones(4)]
     assert L2(0.5, scale="samples", m=1000).coef() == 0.5 / 1000
     assert L2(0.5, scale="none").coef() == 0.5
-    assert L2(0.5, scale="batch", m=1000, batch_size=50).coef() == 0.5 * 50 / 1000
+    # Bengio's λ·Σ‖w‖² (no ½) spread over the minibatches of a summed loss: 2λ/m
+    assert L2(0.5, scale="batch", m=1000).coef() == 2 * 0.5 / 1000
     assert L2(0.5, scale="params").coef(ws) == 0.5 / 10
     # N counts the arrays penalised only
     assert L2(0.5, scale="params", exclude=no_decay_1d).coef(ws) == 0.5 / 6
@@ -76,8 +77,8 @@ def test_grad_adds_coef_times_w_to_kept_arrays_only(dtype):
     rng = np.random.default_rng(1)
     grads = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
     before = _copy(grads)
-    reg = L2(0.3, scale="batch", m=1000, batch_size=100, exclude=no_decay_1d)
-    c = 0.3 * 100 / 1000
+    reg = L2(0.3, scale="batch", m=1000, exclude=no_decay_1d)
+    c = 2 * 0.3 / 1000
     # grads in another key order, with an extra array: paired by key
     shuffled = {k: grads[k] for k in reversed(list(grads))}
     shuffled["unused"] = np.zeros(3, dtype)
@@ -177,7 +178,7 @@ def test_exclude_as_booleans():
     assert reg.penalty(ws) == 2 + 18
     reg = L2(2.0, scale="none", exclude=np.array([True, False, True]))
     assert reg.penalty(ws) == 8
-    with pytest.raises(ValueError, match="exclude has 3 flags but params has 2"):
+    with pytest.raises(ValueError, match="exclude has 3 entries but params has 2 arrays"):
         reg.penalty(ws[:2])
     with pytest.raises(TypeError, match="predicate"):
         L2(1.0, scale="none", exclude=["fc.bias"])
@@ -278,10 +279,10 @@ def test_torch_tensors_are_looked_at_on_every_call():
 def test_missing_context_names_the_key():
     with pytest.raises(ValueError, match=r"scale='samples' needs m, the number of training"):
         L2(0.1)
-    with pytest.raises(ValueError, match=r"scale='batch' needs batch_size"):
-        L2(0.1, scale="batch", m=1000)
+    with pytest.raises(ValueError, match=r"scale='batch' does not use batch_size.*2 \* lam / m"):
+        L2(0.1, scale="batch", m=1000, batch_size=32)
     with pytest.raises(ValueError, match=r"scale='batch' needs m"):
-        L2(0.1, scale="batch", batch_size=32)
+        L2(0.1, scale="batch")
     with pytest.raises(ValueError, match=r"scale='params' divides lam by N.*coef\(params\)"):
         L2(0.1, scale="params").coef()
 
@@ -299,12 +300,13 @@ def test_unknown_scale_and_unused_context():
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
 def test_bad_numbers(bad):
-    with pytest.raises(ValueError, match="lam must be finite and >= 0"):
+    with pytest.raises(ValueError, match=r"lam must be (>= 0|finite)"):
         L2(bad, scale="none")
-    with pytest.raises(ValueError, match="m must be finite and > 0"):
+    with pytest.raises(ValueError, match=r"m must be (a positive integer|finite)"):
         L2(1.0, scale="samples", m=bad)
-    with pytest.raises(ValueError, match="m must be finite and > 0"):
-        L2(1.0, scale="samples", m=0)
+    for count in (0, 2.5, -3):
+        with pytest.raises(ValueError, match="m must be a positive integer"):
+            L2(1.0, scale="samples", m=count)
     with pytest.raises(TypeError, match="lam must be a real number"):
         L2("0.1", scale="none")
 
@@ -344,8 +346,10 @@ def test_check_finite():
 
 
 def test_repr():
-    r = repr(L2(0.5, scale="batch", m=100, batch_size=10, exclude=no_decay_1d))
-    assert r == "L2(0.5, scale='batch', m=100.0, batch_size=10.0, exclude=no_decay_1d)"
+    r = repr(L2(0.5, scale="batch", m=100, exclude=no_decay_1d))
+    assert r == "L2(0.5, scale='batch', m=100, exclude=no_decay_1d)"
+    r = repr(L2.from_convention(0.01, "keras"))
+    assert r == "L2.from_convention(0.01, 'keras')"
 
 
 def test_errors_name_params_by_their_original_position_after_exclude():
@@ -358,3 +362,155 @@ def test_errors_name_params_by_their_original_position_after_exclude():
     with pytest.raises(ValueError, match=r"\[1\] has shape \(3, 2\)"):
         reg.grad_([np.zeros(3), np.zeros((3, 2))], [b, np.ones((2, 2))])
     assert w.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+# ---------------------------------------------------------------------------
+# One meaning per name, from_convention, lr checks
+# ---------------------------------------------------------------------------
+
+def test_scale_names_mean_what_conventions_mean():
+    from fractions import Fraction
+    from l2fast import conventions
+    # the issue's case: L2(scale="batch").coef() and conventions.coef(..., "batch") agree
+    assert L2(1e-2, scale="batch", m=1000).coef() == conventions.coef(1e-2, "batch", m=1000)
+    assert L2(1e-2, scale="batch", m=1000).coef() == float(Fraction(1e-2) * 2 / 1000)
+    for scale, ctx in [("samples", dict(m=600)), ("none", {}), ("batch", dict(m=600))]:
+        assert L2(3.0, scale=scale, **ctx).coef() == conventions.coef(3.0, scale, **ctx)
+    ws = [np.ones((2, 3))]
+    assert L2(3.0, scale="params").coef(ws) == conventions.coef(3.0, "params", N=6)
+
+
+def test_numbers_of_every_kind():
+    from decimal import Decimal
+    from fractions import Fraction
+    ref = L2(0.1, scale="samples", m=50000).coef()
+    assert ref == float(Fraction(0.1) / 50000)
+    for m in (np.int64(50000), np.int32(50000), np.float64(50000.0), Fraction(50000),
+              Decimal(50000)):
+        assert L2(0.1, scale="samples", m=m).coef() == ref, type(m)
+    assert L2(Fraction(1, 10), scale="samples", m=50000).coef() == float(Fraction(1, 10) / 50000)
+    assert L2(Decimal("0.1"), scale="none").coef() == 0.1
+    with pytest.raises(TypeError, match="lam must be a real number"):
+        L2(True, scale="none")
+    with pytest.raises(ValueError, match="lam must be >= 0"):
+        L2(np.float32(-1e-3), scale="none")
+
+
+def test_from_convention():
+    assert L2.from_convention(0.01, "keras").coef() == 0.02
+    assert L2.from_convention(0.5, "ng", m=1000).coef() == 0.0005
+    assert L2.from_convention(0.5, "bengio_batch", m=1000).coef() == 0.001
+    assert L2.from_convention(1e-4, "sklearn_mlp", batch_size=200).coef() == 5e-7
+    reg = L2.from_convention(0.05, "torch_adamw", exclude=no_decay_1d)
+    assert reg.family == "decoupled" and reg.convention == "torch_adamw"
+    # TF Addons' wd is the decay per step: decay_ at the same lr removes exactly wd
+    w = [np.ones((2, 2))]
+    L2.from_convention(0.25, "tfa_adamw", lr=0.5).decay_(w, 0.5)
+    assert w[0].tolist() == [[0.75, 0.75], [0.75, 0.75]]
+    # per_param without N divides by the elements penalised at each call
+    per_param = L2.from_convention(6.0, "per_param", exclude=no_decay_1d)
+    assert per_param.coef([np.ones((2, 3)), np.ones(4)]) == 1.0
+    with pytest.raises(ValueError, match="did you mean 'keras'"):
+        L2.from_convention(0.01, "kerass")
+    with pytest.raises(ValueError, match="needs m="):
+        L2.from_convention(0.01, "ng")
+
+
+def test_lr_checks():
+    w = [np.ones((2, 2))]
+    reg = L2(0.5, scale="none")
+    with pytest.raises(ValueError, match=r"lr·c = 2·0.5 = 1 >= 1"):
+        reg.decay_(w, 2.0)
+    with pytest.raises(ValueError, match=r">= 1"):
+        reg.penalty_decay_(w, 3.0)
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        reg.decay_(w, -0.1)
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        reg.decay_(w, "0.1")
+    assert w[0].tolist() == [[1, 1], [1, 1]]
+    reg.decay_(w, 0.0)                      # a schedule that reaches 0 is fine
+    assert w[0].tolist() == [[1, 1], [1, 1]]
+
+
+# ---------------------------------------------------------------------------
+# Excluding by name, and per-array multipliers (param groups, decay_mult)
+# ---------------------------------------------------------------------------
+
+def _named_transformer_block():
+    rng = np.random.default_rng(7)
+    shapes = {"embeddings.word_embeddings.weight": (50, 8), "encoder.attn.query.weight": (8, 8),
+              "encoder.attn.query.bias": (8,), "encoder.LayerNorm.weight": (8,),
+              "encoder.LayerNorm.bias": (8,), "pos_embed": (1, 5, 8), "cls_token": (1, 1, 8),
+              "head.weight": (3, 8)}
+    return {k: rng.standard_normal(s) for k, s in shapes.items()}
+
+
+def test_exclude_by_name_hugging_face_and_timm():
+    from l2fast.regularizer import exclude_by_name
+    params = _named_transformer_block()
+    # Hugging Face: no decay for names containing "bias" or "LayerNorm.weight"
+    hf = exclude_by_name(["bias", "LayerNorm.weight"])
+    kept = ["embeddings.word_embeddings.weight", "encoder.attn.query.weight", "pos_embed",
+            "cls_token", "head.weight"]
+    expected = 0.5 * exact_sum_squares([params[k] for k in kept])
+    assert L2(1.0, scale="none", exclude=hf).penalty(params) == pytest.approx(expected,
+                                                                                rel=1e-14)
+    # timm: 1-D arrays and the model's no_weight_decay() set
+    timm = exclude_by_name(exact={"pos_embed", "cls_token"}, one_d=True)
+    kept = ["embeddings.word_embeddings.weight", "encoder.attn.query.weight", "head.weight"]
+    expected = 0.5 * exact_sum_squares([params[k] for k in kept])
+    assert L2(1.0, scale="none", exclude=timm).penalty(params) == pytest.approx(expected,
+                                                                                  rel=1e-14)
+    with pytest.raises(TypeError, match="has none: pass params as a dict"):
+        L2(1.0, scale="none", exclude=hf).penalty(list(params.values()))
+    with pytest.raises(TypeError, match="not one string"):
+        exclude_by_name("bias")
+    with pytest.raises(ValueError, match="at least one"):
+        exclude_by_name()
+
+
+def test_decay_mult_groups():
+    params = _named_transformer_block()
+    original = _copy(params)
+    mult = {"embeddings.word_embeddings.weight": 0.1, "head.weight": 2.0}
+
+    def decay_mult(name, a):
+        return 0.0 if a.ndim <= 1 else mult.get(name, 1.0)
+
+    reg = L2(0.2, scale="none", decay_mult=decay_mult)
+    mu = {k: decay_mult(k, a) for k, a in params.items()}
+    expected = 0.1 * sum(mu[k] * exact_sum_squares([a]) for k, a in params.items())
+    assert reg.penalty(params) == pytest.approx(expected, rel=1e-14)
+    grads = {k: np.zeros_like(a) for k, a in params.items()}
+    reg.grad_(grads, params)
+    for k in params:
+        np.testing.assert_allclose(grads[k], 0.2 * mu[k] * params[k], rtol=1e-15, err_msg=k)
+    got = reg.penalty_decay_(params, 0.5)
+    assert got == pytest.approx(expected, rel=1e-14)
+    for k in params:
+        ref = original[k].copy()
+        if mu[k]:
+            reference.scale_(ref, 1 - 0.5 * 0.2 * mu[k])
+        np.testing.assert_array_equal(params[k], ref, err_msg=k)
+    # as a sequence, and N of scale="params" counts the arrays with μ > 0 only
+    seq = [mu[k] for k in params]
+    n = sum(a.size for k, a in params.items() if mu[k] > 0)
+    assert L2(1.0, scale="params", decay_mult=seq).coef(params) == 1.0 / n
+    with pytest.raises(ValueError, match="decay_mult of array 'x' must be finite and >= 0"):
+        L2(1.0, scale="none", decay_mult=lambda k, a: -1.0).penalty({"x": np.ones(2)})
+    with pytest.raises(ValueError, match="decay_mult has 1 entries but params has 2"):
+        L2(1.0, scale="none", decay_mult=[1.0]).penalty([np.ones(2), np.ones(2)])
+
+
+def test_decay_mult_read_only_changes_nothing():
+    ws = {"a": np.ones((2, 2)), "b": np.ones((2, 2))}
+    ws["b"].flags.writeable = False
+    reg = L2(0.5, scale="none", decay_mult=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"params\['b'\] is read-only"):
+        reg.decay_(ws, 0.1)
+    assert ws["a"].tolist() == [[1, 1], [1, 1]]
+    grads = {"a": np.zeros((2, 2)), "b": np.zeros(3)}
+    with pytest.raises(ValueError, match="shape"):
+        L2(0.5, scale="none", decay_mult=[1.0, 2.0]).grad_(grads, {"a": np.ones((2, 2)),
+                                                                   "b": np.ones((2, 2))})
+    assert not grads["a"].any()
