@@ -21,6 +21,10 @@ _DLPACK_DEVICES = {2: "cuda", 3: "cuda_host", 4: "opencl", 7: "vulkan", 8: "meta
 _DLPACK_CPU = 1
 _NUMPY2 = int(np.__version__.split(".")[0]) >= 2
 
+# How a torch bfloat16 tensor is seen without ml_dtypes: its bits as uint16,
+# under this one dtype object, which the work table reads as bfloat16.
+BFLOAT16_BITS = np.dtype(np.uint16, metadata={"l2fast": "bfloat16"})
+
 
 def _describe(obj):
     t = type(obj)
@@ -43,12 +47,15 @@ def _torch_view(t, name):
     if t.layout != torch.strided:
         raise TypeError(f"{name}: {t.layout} tensors are not supported; expected a dense "
                         "(torch.strided) tensor")
-    if t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name}: dtype {t.dtype} is not supported; expected torch.float32 "
-                        "or torch.float64")
+    bfloat16 = t.dtype == torch.bfloat16
+    if not bfloat16 and t.dtype not in (torch.float32, torch.float64, torch.float16):
+        raise TypeError(f"{name}: dtype {t.dtype} is not supported; expected torch.float16, "
+                        "torch.bfloat16, torch.float32 or torch.float64")
     # detach() shares the storage: in-place calls update the tensor itself,
     # as an optimizer step under torch.no_grad() would.
     try:
+        if bfloat16:  # NumPy has no bfloat16: the same memory, as bits
+            return t.detach().view(torch.int16).numpy().view(BFLOAT16_BITS)
         return t.detach().numpy()
     except (RuntimeError, TypeError) as e:  # e.g. a lazy negation bit, a tensor subclass
         raise TypeError(f"{name}: cannot view this {_describe(t)} as CPU memory without "
@@ -92,8 +99,8 @@ def as_array(obj, name, writeable):
         the caller on the returned array (a DLPack export may be read-only).
     """
     if obj is None or isinstance(obj, _REJECT):
-        raise TypeError(f"{name}: expected a NumPy array (or a CPU tensor) of float32 or "
-                        f"float64, got {_describe(obj)}")
+        raise TypeError(f"{name}: expected a NumPy array (or a CPU tensor) of float16, "
+                        f"bfloat16, float32 or float64, got {_describe(obj)}")
     tensor = _torch_tensor_type()
     if tensor is not None and isinstance(obj, tensor):
         return _torch_view(obj, name)

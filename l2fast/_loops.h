@@ -3,11 +3,12 @@
  * function the parallel driver (_kernels.pyx) calls per piece.
  *
  * Adding a dtype: its row in _work.h's L2F_DTYPES (and L2F_DTYPES_SRC), its
- * L2F_LOAD_xx / L2F_STORE_xx below, and its row in _table.pyx's dtype table.
+ * L2F_LOAD_xx / L2F_STORE_xx / L2F_BLOCK_xx below, and its row in
+ * _table.pyx's dtype table.
  *
- * Values are widened to float64 before any arithmetic: a float32 square is
- * exact in float64 and cannot overflow, and w * factor is rounded once, to
- * the array's dtype.  Sums keep independent float64 accumulators (lanes):
+ * Values are widened to float64 before any arithmetic: a float32 (or
+ * 16-bit) square is exact in float64 and cannot overflow, and w * factor is
+ * rounded once, to the array's dtype (16-bit: see _half.h).  Sums keep independent float64 accumulators (lanes):
  * one accumulator would make the loop wait on the add latency (~7.5 GB/s a
  * thread); 32 lanes let it stream at memory speed.  Lanes are folded as a
  * fixed binary tree, so a run's sum depends only on its data.
@@ -17,23 +18,38 @@
 
 #include "_platform.h"  /* L2F_HAVE_CLONES; first: it may define _GNU_SOURCE */
 #include "_work.h"      /* the dtypes, the piece, the ops */
+#include "_half.h"      /* float16 and bfloat16 */
 
 /* Load an element as float64; store a float64 rounded once to the dtype. */
 #define L2F_LOAD_f32(p, k) ((double)(p)[k])
 #define L2F_LOAD_f64(p, k) ((p)[k])
+#define L2F_LOAD_f16(p, k) l2f_f16_to_f64((p)[k])
+#define L2F_LOAD_bf16(p, k) l2f_bf16_to_f64((p)[k])
 #define L2F_STORE_f32(p, k, x) ((p)[k] = (float)(x))
 #define L2F_STORE_f64(p, k, x) ((p)[k] = (x))
+#define L2F_STORE_f16(p, k, x) ((p)[k] = l2f_round_f16(x))
+#define L2F_STORE_bf16(p, k, x) ((p)[k] = l2f_round_bf16(x))
 #define L2F_LOAD(S, p, k) L2F_LOAD_##S(p, k)
 #define L2F_STORE(S, p, k, x) L2F_STORE_##S(p, k, x)
+
+/* How a contiguous loop stores a block: directly, or (16-bit) rounding
+ * with l2f_near_xx into a buffer and redoing the flagged block exactly. */
+#define L2F_BLOCK_f32 L2F_BLOCK_DIRECT
+#define L2F_BLOCK_f64 L2F_BLOCK_DIRECT
+#define L2F_BLOCK_f16 L2F_BLOCK_ROUNDED
+#define L2F_BLOCK_bf16 L2F_BLOCK_ROUNDED
 
 /* ------------------------------------------------------------------------
  * Compiler help
  * ------------------------------------------------------------------------ */
 #if defined(_OPENMP) && !defined(_MSC_VER)
 #define L2F_SIMD _Pragma("omp simd")
+#define L2F_SIMD_OR(v) _Pragma(L2F_STR(omp simd reduction(|:v)))
 #else
 #define L2F_SIMD
+#define L2F_SIMD_OR(v)
 #endif
+#define L2F_STR(x) #x
 
 /* With L2F_HAVE_CLONES each contiguous loop is compiled for the x86-64
  * baseline (SSE2), x86-64-v3 (AVX2) and x86-64-v4 (AVX-512), and the loader
@@ -85,25 +101,22 @@ static double l2f_sum_slots(const double *x, int64_t n)
 }
 
 /* ------------------------------------------------------------------------
- * Element operations.  Every one takes (D, S, kd, ks, lane): dtype suffixes
- * of dst and src, element indices into dst and src, and the accumulator;
- * the loop's variables are d (dst), s (src), acc and f (factor, or alpha).
+ * Element operations.  ACC(D, k, lane) adds element k of d to accumulator
+ * `lane`; VAL(D, S, kd, ks) is the float64 value an update stores in d[kd]
+ * (D, S: dtype suffixes of dst and src).  The loops' variables are d (dst),
+ * s (src), acc and f (factor, or alpha).
  * ------------------------------------------------------------------------ */
-#define L2F_OP_SSQ(D, S, kd, ks, lane) \
-    do { double x_ = L2F_LOAD(D, d, kd); acc[lane] += x_ * x_; } while (0)
-#define L2F_OP_SSQ_SCALE(D, S, kd, ks, lane) \
-    do { double x_ = L2F_LOAD(D, d, kd); acc[lane] += x_ * x_; \
-         L2F_STORE(D, d, kd, x_ * f); } while (0)
-#define L2F_OP_SCALE(D, S, kd, ks, lane) L2F_STORE(D, d, kd, L2F_LOAD(D, d, kd) * f)
-#define L2F_OP_ADD(D, S, kd, ks, lane) \
-    L2F_STORE(D, d, kd, L2F_LOAD(D, d, kd) + f * L2F_LOAD(S, s, ks))
-#define L2F_OP_ADD_SELF(D, S, kd, ks, lane) \
-    do { double x_ = L2F_LOAD(D, d, kd); L2F_STORE(D, d, kd, x_ + f * x_); } while (0)
+#define L2F_ACC_NONE(D, k, lane) ((void)0)
+#define L2F_ACC_SSQ(D, k, lane) \
+    do { double x_ = L2F_LOAD(D, d, k); acc[lane] += x_ * x_; } while (0)
+#define L2F_VAL_SCALE(D, S, kd, ks) (L2F_LOAD(D, d, kd) * f)
+#define L2F_VAL_ADD(D, S, kd, ks) (L2F_LOAD(D, d, kd) + f * L2F_LOAD(S, s, ks))
+#define L2F_VAL_ADD_SELF(D, S, kd, ks) (L2F_LOAD(D, d, kd) + f * L2F_LOAD(D, d, kd))
 
-/* Contiguous: a block of LANES elements at a time, FETCH first, OP on each
- * element of the block (vectorised across lanes), then the tail on lanes
- * 0, 1, ...  Loops ask for the cache lines L2F_AHEAD bytes ahead: the
- * hardware prefetcher alone leaves the widening loops ~40% under the roof. */
+/* Contiguous: a block of LANES elements at a time, FETCH first, then the
+ * block (vectorised across lanes), then the tail on lanes 0, 1, ...  Loops
+ * ask for the cache lines L2F_AHEAD bytes ahead: the hardware prefetcher
+ * alone leaves the widening loops ~40% under the roof. */
 #ifndef L2F_AHEAD
 #define L2F_AHEAD 1024
 #endif
@@ -112,33 +125,79 @@ static double l2f_sum_slots(const double *x, int64_t n)
         L2F_PREFETCH((const char *)((p) + (i)) + L2F_AHEAD + k_, (rw))
 #define L2F_NOFETCH ((void)0)
 
-#define L2F_SWEEP(n, LANES, FETCH, OP, D, S)                                  \
+#define L2F_SWEEP_SUM(n, LANES, FETCH, D)                                     \
     int64_t i = 0;                                                            \
     for (; i + (LANES) <= (n); i += (LANES)) {                                \
         FETCH;                                                                \
         L2F_SIMD                                                              \
         for (int j = 0; j < (LANES); j++)                                     \
-            OP(D, S, i + j, i + j, j);                                        \
+            L2F_ACC_SSQ(D, i + j, j);                                         \
     }                                                                         \
     for (int j = 0; i < (n); i++, j++)                                        \
-        OP(D, S, i, i, j & ((LANES) - 1))
+        L2F_ACC_SSQ(D, i, j & ((LANES) - 1))
+
+#define L2F_SWEEP_UPDATE(n, LANES, FETCH, ACC, VAL, D, S)                     \
+    int64_t i = 0;                                                            \
+    for (; i + (LANES) <= (n); i += (LANES)) {                                \
+        FETCH;                                                                \
+        L2F_BLOCK_##D(LANES, ACC, VAL, D, S)                                  \
+    }                                                                         \
+    for (int j = 0; i < (n); i++, j++) {                                      \
+        ACC(D, i, j & ((LANES) - 1));                                         \
+        L2F_STORE(D, d, i, VAL(D, S, i, i));                                  \
+    }
+#define L2F_BLOCK_DIRECT(LANES, ACC, VAL, D, S)                               \
+    L2F_SIMD                                                                  \
+    for (int j = 0; j < (LANES); j++) {                                       \
+        ACC(D, i + j, j);                                                     \
+        L2F_STORE(D, d, i + j, VAL(D, S, i + j, i + j));                      \
+    }
+#define L2F_BLOCK_ROUNDED(LANES, ACC, VAL, D, S)                              \
+    {                                                                         \
+        uint16_t out_[LANES];                                                 \
+        uint32_t redo_ = 0;                                                   \
+        L2F_SIMD_OR(redo_)                                                    \
+        for (int j = 0; j < (LANES); j++) {                                   \
+            ACC(D, i + j, j);                                                 \
+            uint32_t r_ = l2f_near_##D(VAL(D, S, i + j, i + j));              \
+            out_[j] = (uint16_t)r_;                                           \
+            redo_ |= r_ >> 16;                                                \
+        }                                                                     \
+        if (redo_)                                                            \
+            for (int j = 0; j < (LANES); j++)                                 \
+                out_[j] = l2f_round_##D(VAL(D, S, i + j, i + j));             \
+        memcpy(d + i, out_, sizeof out_);                                     \
+    }
 
 /* Strided: one element at a time, L2F_STRIDED_LANES accumulators. */
-#define L2F_STRIDED(n, sd, ss, OP, D, S)                                      \
+#define L2F_STRIDED_SUM(n, sd, D)                                             \
     for (int64_t i = 0; i < (n); i++)                                         \
-        OP(D, S, i * (sd), i * (ss), i & (L2F_STRIDED_LANES - 1))
+        L2F_ACC_SSQ(D, i * (sd), i & (L2F_STRIDED_LANES - 1))
+#define L2F_STRIDED_UPDATE(n, sd, ss, ACC, VAL, D, S)                         \
+    for (int64_t i = 0; i < (n); i++) {                                       \
+        ACC(D, i * (sd), i & (L2F_STRIDED_LANES - 1));                        \
+        L2F_STORE(D, d, i * (sd), VAL(D, S, i * (sd), i * (ss)));             \
+    }
 
 /* ------------------------------------------------------------------------
  * The loops of one dtype S (C type T): contiguous (cloned) and strided, and
- * one run function per operation that picks between them.
+ * one run function per operation that picks between them.  A sum of squares
+ * (ssq: ACC only; ssq_scale: also VAL) keeps 8 lanes in a short run.
  * ------------------------------------------------------------------------ */
-#define L2F_DEFINE_SUM(NAME, OP, FETCH_RW, S, T)                              \
+#define L2F_SSQ_SWEEP(n, LANES, FETCH, S) L2F_SWEEP_SUM(n, LANES, FETCH, S)
+#define L2F_SSQ_STRIDED(n, sd, S) L2F_STRIDED_SUM(n, sd, S)
+#define L2F_SSQ_SCALE_SWEEP(n, LANES, FETCH, S) \
+    L2F_SWEEP_UPDATE(n, LANES, FETCH, L2F_ACC_SSQ, L2F_VAL_SCALE, S, S)
+#define L2F_SSQ_SCALE_STRIDED(n, sd, S) \
+    L2F_STRIDED_UPDATE(n, sd, 0, L2F_ACC_SSQ, L2F_VAL_SCALE, S, S)
+
+#define L2F_DEFINE_SUM(NAME, KIND, FETCH_RW, S, T)                            \
 L2F_CLONES static double NAME##_short_##S(T *L2F_RESTRICT d, int64_t n,       \
                                           double f)                           \
 {                                                                             \
     double acc[L2F_SHORT_LANES] = {0};                                        \
     (void)f;                                                                  \
-    L2F_SWEEP(n, L2F_SHORT_LANES, L2F_NOFETCH, OP, S, S);                     \
+    KIND##_SWEEP(n, L2F_SHORT_LANES, L2F_NOFETCH, S);                         \
     return l2f_fold(acc, L2F_SHORT_LANES);                                    \
 }                                                                             \
 L2F_CLONES static double NAME##_contiguous_##S(T *L2F_RESTRICT d, int64_t n,  \
@@ -147,7 +206,7 @@ L2F_CLONES static double NAME##_contiguous_##S(T *L2F_RESTRICT d, int64_t n,  \
     if (n < L2F_SHORT)                                                        \
         return NAME##_short_##S(d, n, f);                                     \
     double acc[L2F_LANES] = {0};                                              \
-    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, FETCH_RW), OP, S, S);             \
+    KIND##_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, FETCH_RW), S);                 \
     return l2f_fold(acc, L2F_LANES);                                          \
 }                                                                             \
 static double NAME##_run_##S(const l2f_piece *c, double f)                    \
@@ -156,34 +215,35 @@ static double NAME##_run_##S(const l2f_piece *c, double f)                    \
     if (c->dst_stride == 1)                                                   \
         return NAME##_contiguous_##S(d, c->n, f);                             \
     double acc[L2F_STRIDED_LANES] = {0};                                      \
-    L2F_STRIDED(c->n, c->dst_stride, 0, OP, S, S);                            \
+    KIND##_STRIDED(c->n, c->dst_stride, S);                                   \
     return l2f_fold(acc, L2F_STRIDED_LANES);                                  \
 }
 
-#define L2F_DEFINE_CONTIGUOUS_UPDATE(NAME, OP, S, T)                         \
+#define L2F_DEFINE_CONTIGUOUS_UPDATE(NAME, VAL, S, T)                         \
 L2F_CLONES static void NAME##_contiguous_##S(T *L2F_RESTRICT d, int64_t n,    \
                                              double f)                        \
 {                                                                             \
-    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1), OP, S, S);                    \
+    L2F_SWEEP_UPDATE(n, L2F_LANES, L2F_FETCH(d, i, 1), L2F_ACC_NONE, VAL,     \
+                     S, S);                                                   \
 }
 
-#define L2F_DEFINE_UPDATE(NAME, OP, S, T)                                     \
-L2F_DEFINE_CONTIGUOUS_UPDATE(NAME, OP, S, T)                                  \
+#define L2F_DEFINE_UPDATE(NAME, VAL, S, T)                                    \
+L2F_DEFINE_CONTIGUOUS_UPDATE(NAME, VAL, S, T)                                 \
 static double NAME##_run_##S(const l2f_piece *c, double f)                    \
 {                                                                             \
     T *d = (T *)c->dst;                                                       \
     if (c->dst_stride == 1)                                                   \
         NAME##_contiguous_##S(d, c->n, f);                                    \
     else                                                                      \
-        L2F_STRIDED(c->n, c->dst_stride, 0, OP, S, S);                        \
+        L2F_STRIDED_UPDATE(c->n, c->dst_stride, 0, L2F_ACC_NONE, VAL, S, S);  \
     return 0.0;                                                               \
 }
 
 #define L2F_DEFINE_UNARY(CODE, S, T)                                          \
-    L2F_DEFINE_SUM(l2f_ssq, L2F_OP_SSQ, 0, S, const T)                        \
-    L2F_DEFINE_SUM(l2f_ssq_scale, L2F_OP_SSQ_SCALE, 1, S, T)                  \
-    L2F_DEFINE_UPDATE(l2f_scale, L2F_OP_SCALE, S, T)                          \
-    L2F_DEFINE_CONTIGUOUS_UPDATE(l2f_add_self, L2F_OP_ADD_SELF, S, T)
+    L2F_DEFINE_SUM(l2f_ssq, L2F_SSQ, 0, S, const T)                           \
+    L2F_DEFINE_SUM(l2f_ssq_scale, L2F_SSQ_SCALE, 1, S, T)                     \
+    L2F_DEFINE_UPDATE(l2f_scale, L2F_VAL_SCALE, S, T)                         \
+    L2F_DEFINE_CONTIGUOUS_UPDATE(l2f_add_self, L2F_VAL_ADD_SELF, S, T)
 
 /* d[k] += a * s[k]: contiguous d and s do not overlap (the work table checks
  * it) unless d is s, which takes add_self. */
@@ -192,8 +252,8 @@ L2F_CLONES static void l2f_add_contiguous_##D##_##S(TD *L2F_RESTRICT d,       \
                                                     const TS *L2F_RESTRICT s, \
                                                     int64_t n, double f)      \
 {                                                                             \
-    L2F_SWEEP(n, L2F_LANES, L2F_FETCH(d, i, 1); L2F_FETCH(s, i, 0),           \
-              L2F_OP_ADD, D, S);                                              \
+    L2F_SWEEP_UPDATE(n, L2F_LANES, L2F_FETCH(d, i, 1); L2F_FETCH(s, i, 0),    \
+                     L2F_ACC_NONE, L2F_VAL_ADD, D, S);                        \
 }                                                                             \
 static double l2f_add_run_##D##_##S(const l2f_piece *c, double f)             \
 {                                                                             \
@@ -205,7 +265,8 @@ static double l2f_add_run_##D##_##S(const l2f_piece *c, double f)             \
         else                                                                  \
             l2f_add_contiguous_##D##_##S(d, s, c->n, f);                      \
     } else {                                                                  \
-        L2F_STRIDED(c->n, c->dst_stride, c->src_stride, L2F_OP_ADD, D, S);    \
+        L2F_STRIDED_UPDATE(c->n, c->dst_stride, c->src_stride, L2F_ACC_NONE,  \
+                           L2F_VAL_ADD, D, S);                                \
     }                                                                         \
     return 0.0;                                                               \
 }

@@ -10,12 +10,12 @@ from libc.stdlib cimport malloc, realloc, free, qsort
 
 import numpy as np
 
-from l2fast._interop import as_array
+from l2fast._interop import as_array, BFLOAT16_BITS
 
 cnp.import_array()
 
 cdef extern from "_work.h" nogil:
-    enum: L2F_F32, L2F_F64, L2F_NDTYPES
+    enum: L2F_F32, L2F_F64, L2F_F16, L2F_BF16, L2F_NDTYPES
 
 # Table modes (see _table.pxd)
 READ = MODE_READ
@@ -24,11 +24,34 @@ INPLACE_LATER = MODE_INPLACE_LATER
 
 # The dtypes the kernels run on: NumPy type number -> dtype code of _loops.h,
 # and each code's item size.  Adding a dtype: a row here and in _loops.h.
-cdef dict _DTYPE_CODES = {cnp.NPY_FLOAT: L2F_F32, cnp.NPY_DOUBLE: L2F_F64}
+# bfloat16 has no NumPy type number of its own: ml_dtypes registers one at
+# import (added here when first seen), and a torch bfloat16 tensor is viewed
+# as uint16 under BFLOAT16_BITS (see _interop).
+cdef dict _DTYPE_CODES = {cnp.NPY_FLOAT: L2F_F32, cnp.NPY_DOUBLE: L2F_F64,
+                          np.dtype(np.float16).num: L2F_F16}
+cdef int _USERDEF = 256  # NPY_USERDEF: the first type number of a registered dtype
 cdef int64_t _ITEMSIZE[L2F_NDTYPES]
 _ITEMSIZE[L2F_F32] = 4
 _ITEMSIZE[L2F_F64] = 8
-SUPPORTED = "float32 or float64"
+_ITEMSIZE[L2F_F16] = 2
+_ITEMSIZE[L2F_BF16] = 2
+SUPPORTED = "float16, bfloat16, float32 or float64"
+
+
+cdef int dtype_code(cnp.ndarray arr):
+    """The dtype code of `arr`'s elements, or -1 if the kernels cannot read them."""
+    cdef int num = cnp.PyArray_TYPE(arr)
+    code = _DTYPE_CODES.get(num)
+    if code is not None:
+        return code
+    dt = arr.dtype
+    if num == cnp.NPY_USHORT:
+        return L2F_BF16 if dt is BFLOAT16_BITS else -1
+    if num >= _USERDEF and dt.itemsize == 2 and dt.name == "bfloat16" \
+            and getattr(dt.type, "__module__", "").split(".")[0] == "ml_dtypes":
+        _DTYPE_CODES[num] = L2F_BF16
+        return L2F_BF16
+    return -1
 
 cdef str label(str base, tuple names, Py_ssize_t i):
     """How an error names array i: ``arrays[3]`` or ``arrays['fc.weight']``."""
@@ -70,7 +93,7 @@ cdef int check_array(object a, str name, bint writeable) except -1:
             raise TypeError(f"{name}: masked arrays are not supported (the mask would be "
                             "ignored); pass the .data array, or fill the masked values")
     cdef cnp.ndarray arr = <cnp.ndarray> a
-    if cnp.PyArray_TYPE(arr) not in _DTYPE_CODES or not cnp.PyArray_ISNOTSWAPPED(arr):
+    if dtype_code(arr) < 0 or not cnp.PyArray_ISNOTSWAPPED(arr):
         raise TypeError(
             f"{name}: dtype {arr.dtype.str} ({arr.dtype}) is not supported; expected "
             f"{SUPPORTED} in native byte order")
@@ -212,8 +235,8 @@ cdef class Table:
         """Describe array `idx` (and its partner `src`, or None) as runs."""
         cdef cnp.ndarray a = <cnp.ndarray> dst
         cdef cnp.ndarray b = <cnp.ndarray> src if src is not None else None
-        cdef int dst_dtype = _DTYPE_CODES[cnp.PyArray_TYPE(a)]
-        cdef int src_dtype = _DTYPE_CODES[cnp.PyArray_TYPE(b)] if b is not None else dst_dtype
+        cdef int dst_dtype = dtype_code(a)
+        cdef int src_dtype = dtype_code(b) if b is not None else dst_dtype
         cdef int64_t total = cnp.PyArray_SIZE(a)
         if total == 0:
             return 0

@@ -6,16 +6,21 @@
 #include <stdint.h>
 
 /* ------------------------------------------------------------------------
- * The dtypes: enum code, suffix, C type.  The preprocessor cannot expand a
+ * The dtypes: enum code, suffix, C type (16-bit floats are held as uint16_t,
+ * see _half.h).  The preprocessor cannot expand a
  * list inside its own expansion, so the pair loops (add) take their source
  * dtypes from a second list: keep the two the same.
  * ------------------------------------------------------------------------ */
-#define L2F_DTYPES(X)          \
-    X(L2F_F32, f32, float)     \
-    X(L2F_F64, f64, double)
+#define L2F_DTYPES(X)            \
+    X(L2F_F32, f32, float)       \
+    X(L2F_F64, f64, double)      \
+    X(L2F_F16, f16, uint16_t)    \
+    X(L2F_BF16, bf16, uint16_t)
 #define L2F_DTYPES_SRC(X, D, TD) \
     X(D, TD, f32, float)         \
-    X(D, TD, f64, double)
+    X(D, TD, f64, double)        \
+    X(D, TD, f16, uint16_t)      \
+    X(D, TD, bf16, uint16_t)
 
 #define L2F_ENUM_ROW(CODE, S, T) CODE,
 enum l2f_dtype { L2F_DTYPES(L2F_ENUM_ROW) L2F_NDTYPES };

@@ -48,7 +48,7 @@ VIEWS = {   # views of shape SHAPE of a 256-element buffer b; o < 244, r < 11, c
     "self-overlapping": lambda b, o, r, c: as_strided(b[o:], SHAPE, (0, b.itemsize)),
 }
 SWAPPED = ">" if np.little_endian else "<"
-BAD_DTYPES = ["int32", "bool", "complex128", "float16", "object", SWAPPED + "f8",
+BAD_DTYPES = ["int32", "bool", "complex128", "uint16", "object", SWAPPED + "f8",
               SWAPPED + "f4"]
 
 

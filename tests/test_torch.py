@@ -181,8 +181,8 @@ def test_expanded_tensor_is_read_but_not_written():
 def bad_tensors():
     return {
         "meta": (lambda: torch.empty(8, device="meta"), r"device 'meta'"),
-        "float16": (lambda: torch.ones(8, dtype=torch.float16), r"torch\.float16"),
-        "bfloat16": (lambda: torch.ones(8, dtype=torch.bfloat16), r"torch\.bfloat16"),
+        "int16": (lambda: torch.ones(8, dtype=torch.int16), r"torch\.int16"),
+        "float8": (lambda: torch.ones(8).to(torch.float8_e4m3fn), r"torch\.float8_e4m3fn"),
         "int32": (lambda: torch.ones(8, dtype=torch.int32), r"torch\.int32"),
         "int64": (lambda: torch.ones(8, dtype=torch.int64), r"torch\.int64"),
         "complex64": (lambda: torch.ones(8, dtype=torch.complex64), r"torch\.complex64"),
