@@ -140,8 +140,8 @@ def exact_convert(value: Number, src: str, dst: str, **context: Number) -> Fract
     """`convert`'s result before rounding: an exact Fraction (see `convert`)."""
     a, b = lookup(src, "source convention"), lookup(dst, "target convention")
     v = nonnegative(value, f"value ({a.value} in {a.name!r})")
+    checked_context(context, set())          # unknown keys first
     if a is b:
-        checked_context(context, set())
         return v
     needed = list(dict.fromkeys(a.needs + b.needs))
     bridge: list[str] = []
