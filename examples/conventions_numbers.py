@@ -7,8 +7,9 @@ Sections:
   1. the conventions table
   2. why the penalty is divided by m: the polynomial fit (examples/polynomial_l2.py)
   3. why not by N: a 35M-parameter network's penalty and its per-weight gradient
-  4. how λ changes with the batch size
-  5. where the 1/m in dW = (1/m)·dZ·X' comes from
+  4. how λ changes with the batch size (and scikit-learn's n per step)
+  5. coupled L2 against decoupled decay under Adam and momentum (examples/optimizer_decay.py)
+  6. where the 1/m in dW = (1/m)·dZ·X' comes from, at fixed weights
 """
 import argparse
 import math
@@ -21,6 +22,7 @@ import l2fast
 from l2fast import L2, conventions
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import optimizer_decay  # noqa: E402
 import polynomial_l2  # noqa: E402
 
 
@@ -65,13 +67,14 @@ def not_by_n(width, m=50_000, wd=3e-3):
           f"biases excluded; Glorot-normal weights")
     print(f"cross-entropy of 10 classes at initialisation: ln 10 = {math.log(10):.3f}")
     rng = np.random.default_rng(0)
-    print(f"{'layers':>6} {'N':>11} {'sum w^2':>10} {'penalty':>9} {'c = lam/m':>10} "
-          f"{'rms c*w':>9} {'per_param c = lam/N':>20} {'rms':>9}")
+    print("N counts the penalised weights (biases excluded); all parameters in brackets")
+    print(f"{'layers':>6} {'N':>11} {'(all)':>12} {'sum w^2':>10} {'penalty':>9} "
+          f"{'c = lam/m':>10} {'rms c*w':>9} {'per_param c = lam/N':>20} {'rms':>9}")
     for layers in (1, 35):
         params = glorot_layers(layers, width, rng)
         ng = L2(lam, scale="samples", m=m, exclude=l2fast.no_decay_1d)
         per_param = L2(lam, scale="params", exclude=l2fast.no_decay_1d)
-        n = sum(a.size for a in params.values())
+        n_all = sum(a.size for a in params.values())
         s = l2fast.sum_squares([a for a in params.values() if a.ndim > 1])
         rms = []
         for reg in (ng, per_param):
@@ -79,7 +82,9 @@ def not_by_n(width, m=50_000, wd=3e-3):
             reg.grad_(grads, params)
             penalised = sum(a.size for a in params.values() if a.ndim > 1)
             rms.append(math.sqrt(l2fast.sum_squares(grads) / penalised))
-        print(f"{layers:>6} {n:>11,} {s:>10.1f} {ng.penalty(params):>9.3f} "
+        assert per_param.coef(params) == conventions.coef(lam, "per_param", N=penalised)
+        print(f"{layers:>6} {penalised:>11,} {'(' + format(n_all, ',') + ')':>12} {s:>10.1f} "
+              f"{ng.penalty(params):>9.3f} "
               f"{ng.coef(params):>10.3g} {rms[0]:>9.3g} {per_param.coef(params):>20.3g} "
               f"{rms[1]:>9.3g}")
         del params, grads
@@ -90,13 +95,16 @@ def batch_size(m=50_000, wd=5e-4, lam_norm=0.05, epochs=200):
     lam = conventions.convert(wd, "torch_sgd", "ng", m=m)
     print(f"m = {m}; the regularisation of torch weight_decay = {wd:g} "
           f"(c = {wd:g} per weight and step), written in each convention:")
+    bengio = conventions.convert(wd, "torch_sgd", "bengio_batch", m=m)
     print(f"{'B':>5} {'ng lam':>7} {'torch wd':>9} {'keras l2':>9} {'sklearn alpha':>14} "
-          f"{'bengio per-batch c':>19}")
+          f"{'bengio lam':>11} {'bengio lam*B/m':>15}")
     for b in (32, 128, 512):
         alpha = conventions.convert(wd, "torch_sgd", "sklearn_mlp", batch_size=b)
-        bengio = L2(lam, scale="batch", m=m, batch_size=b).coef()
         print(f"{b:>5} {lam:>7g} {wd:>9g} {conventions.convert(wd, 'torch_sgd', 'keras'):>9g} "
-              f"{alpha:>14g} {bengio:>19g}")
+              f"{alpha:>14g} {bengio:>11g} {bengio * b / m:>15g}")
+    print(f"L2(bengio lam, scale='batch', m=m).coef() = {L2(bengio, scale='batch', m=m).coef():g}"
+          f" whatever B")
+    sklearn_steps(m, wd)
     print()
     print("what one epoch of decay does to a weight of 1.0 (reg.decay_ applied m/B times):")
     print(f"{'B':>5} {'steps':>6} {'lr=0.1':>9} {'lr=0.1*B/128':>13}")
@@ -123,18 +131,58 @@ def batch_size(m=50_000, wd=5e-4, lam_norm=0.05, epochs=200):
         print(f"{b:>5} {d:>15.3g} {wd_b:>9.4g} {steps:>8} {left:>20.3g}")
 
 
+def sklearn_steps(m, wd, batch=128, alpha=1e-4):
+    """scikit-learn's n per step: the batch, a short last batch, early_stopping's
+    smaller m, and the weight sum with sample_weight."""
+    print()
+    print(f"scikit-learn, alpha = {alpha:g}, batch_size = {batch}, m = {m}: c = alpha/n at each step")
+    last = m % batch
+    train = m - math.ceil(0.1 * m)       # early_stopping holds out validation_fraction = 0.1
+    rows = [("a full batch", batch), (f"the last batch of the epoch ({m} = "
+                                       f"{m // batch}*{batch} + {last})", last),
+            ("a full batch, sample_weight summing to 64", 64)]
+    for what, n in rows:
+        c = conventions.coef(alpha, "sklearn_mlp", batch_size=n)
+        print(f"  {what:<52} n = {n:>4}  c = {c:.4g}")
+    lam_all = conventions.convert(alpha, "sklearn_mlp", "ng", batch_size=batch, m=m)
+    lam_es = conventions.convert(alpha, "sklearn_mlp", "ng", batch_size=batch, m=train)
+    print(f"  the same alpha as Ng's lam: {lam_all:g} on m = {m}; {lam_es:g} on the "
+          f"m = {train} early_stopping trains on")
+
+
+def coupled_decoupled():
+    section("5. coupled L2 against decoupled decay")
+    print(optimizer_decay.report())
+    print()
+    print("convert across the families, and what it matches:")
+    import warnings
+    for args, ctx in [((5e-4, "torch_sgd", "torch_adamw"), dict(momentum=0.0)),
+                      ((5e-4, "torch_sgd", "torch_adamw"), dict(momentum=0.9)),
+                      ((0.01, "torch_adam", "decay_per_step"), dict(grad_rms=0.01, lr=1e-3)),
+                      ((0.01, "torch_adam", "decay_per_step"), dict(grad_rms=1.0, lr=1e-3))]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = conventions.convert(*args, **ctx)
+        keys = ", ".join(f"{k}={v:g}" for k, v in ctx.items())
+        print(f"  {args[1]} {args[0]:g} -> {args[2]} ({keys}): {out:.4g}"
+              f"  [{len(caught)} ConventionWarning]")
+
+
 def one_over_m(lam=0.7, seed=0):
-    section("5. where the 1/m in dW = (1/m)·dZ·X' comes from")
+    section("6. where the 1/m in dW = (1/m)·dZ·X' comes from")
     print("logistic regression, Ng's notation: X is (n_x, m), Z = W X + b, A = sigmoid(Z),")
     print("J = -(1/m) sum [y log a + (1-y) log(1-a)] + lam/(2m) ||W||^2;  "
           "dZ = A - Y;  dW = (1/m) dZ X' + (lam/m) W")
     rng = np.random.default_rng(seed)
+    w_fixed = rng.standard_normal((1, 3))   # the same weights at every m
+    x_all = rng.standard_normal((3, 500))
+    y_all = (rng.uniform(size=(1, 500)) < 0.5).astype(float)
+    print(f"W = {np.array2string(w_fixed[0], precision=4)} at every m; the first m of 500 samples")
     print(f"{'m':>5} {'|dW| mean loss':>15} {'|dW| summed loss':>17} "
           f"{'max|dW - finite diff|':>22} {'without 1/m':>12}")
     for m in (5, 50, 500):
-        x = rng.standard_normal((3, m))
-        y = (rng.uniform(size=(1, m)) < 0.5).astype(float)
-        params = {"W": rng.standard_normal((1, 3)), "b": np.zeros(())}
+        x, y = x_all[:, :m], y_all[:, :m]
+        params = {"W": w_fixed.copy(), "b": np.zeros(())}
         reg = L2(lam, scale="samples", m=m, exclude=[False, True])
 
         def cost(p):
@@ -169,6 +217,7 @@ def main(argv=None):
     divide_by_m()
     not_by_n(args.width)
     batch_size()
+    coupled_decoupled()
     one_over_m()
 
 

@@ -78,14 +78,54 @@ def test_conventions_numbers_small():
     rows = [l.split() for l in section3.splitlines() if l.strip()[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "35"]
     one, many = rows
+    # N is the penalised count: 60·60 weights per layer, biases excluded
+    assert [r[1] for r in rows] == ["3,600", "126,000"]
+    assert [r[2] for r in rows] == ["(3,660)", "(128,100)"]
+    assert float(one[7]) == pytest.approx(150 / 3600, rel=1e-3)
     # the penalty grows 35-fold, the per-weight gradient (rms c*w) does not
-    assert float(many[3]) / float(one[3]) == pytest.approx(35, rel=0.05)
-    assert float(many[4]) == float(one[4]) == 0.003
-    assert float(many[5]) == pytest.approx(float(one[5]), rel=0.05)
+    assert float(many[4]) / float(one[4]) == pytest.approx(35, rel=0.05)
+    assert float(many[5]) == float(one[5]) == 0.003
+    assert float(many[6]) == pytest.approx(float(one[6]), rel=0.05)
     section4 = out.split("== 4.")[1].split("what one epoch")[0]
     rows = [l.split() for l in section4.splitlines() if l.strip()[:1].isdigit()]
-    assert [(r[0], r[1], r[4]) for r in rows] == [("32", "25", "0.016"), ("128", "25", "0.064"),
-                                                  ("512", "25", "0.256")]
+    assert [(r[0], r[1], r[4], r[5]) for r in rows] == [
+        ("32", "25", "0.016", "12.5"), ("128", "25", "0.064", "12.5"),
+        ("512", "25", "0.256", "12.5")]
+    # section 6 holds the weights fixed while m varies
+    section6 = out.split("== 6.")[1]
+    assert "at every m" in section6
+
+
+def test_optimizer_decay_against_torch():
+    """The NumPy Adam, AdamW and SGD of examples/optimizer_decay.py, built on
+    L2.grad_ and L2.decay_, step for step against torch.optim."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import optimizer_decay
+    finally:
+        sys.path.remove(str(EXAMPLES))
+
+    def torch_run(cls, steps, **kw):
+        p = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+        opt = cls([p], **kw)
+        out = []
+        for _ in range(steps):
+            p.grad = torch.zeros(1, dtype=torch.float64)
+            opt.step()
+            out.append(p.item())
+        return out
+
+    for decoupled, cls in ((False, torch.optim.Adam), (True, torch.optim.AdamW)):
+        mine = optimizer_decay.adam(100, 1e-3, 0.01, decoupled)
+        ref = torch_run(cls, 100, lr=1e-3, weight_decay=0.01)
+        assert mine == pytest.approx(ref, rel=1e-12)
+    for momentum in (0.0, 0.9):
+        mine = optimizer_decay.sgd(1000, 0.1, 5e-4, momentum)
+        ref = torch_run(torch.optim.SGD, 1000, lr=0.1, weight_decay=5e-4, momentum=momentum)
+        assert mine == pytest.approx(ref, rel=1e-12)
+    text = optimizer_decay.report()
+    assert "0.9990" in text and "0.9017" in text and "98 times more" in text
 
 
 def _last_digit(s):
