@@ -30,7 +30,13 @@ from .conventions._exact import CONTEXT, context_value, exact, nonnegative
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from ._typing import Arrays, Real, Threads
+    from decimal import Decimal
+    from typing import TypeAlias
+
+    from ._typing import Arrays, Threads
+    from ._typing import Real as _Real
+
+    Real: TypeAlias = _Real | Fraction | Decimal
 
     Exclude = Callable[[Any, Any], bool] | Sequence[bool] | None
     DecayMult = Callable[[Any, Any], float] | Sequence[float] | None

@@ -52,7 +52,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._catalog import ALIASES, CATALOG, CONVENTIONS, COUPLED, DECOUPLED, Convention
 from ._exact import CONTEXT, checked_context, nonnegative
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
     from .._typing import Real
 
-    Number = Real | Fraction | Decimal
+    Number: TypeAlias = Real | Fraction | Decimal
 
 __all__ = ["Convention", "ConventionWarning", "CONVENTIONS", "ALIASES", "CONTEXT",
            "COUPLED", "DECOUPLED", "convert", "coef", "per_step_decay", "table", "names"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ._exact import checked_context, sqrt
 
-COUPLED = "coupled"
-DECOUPLED = "decoupled"
+COUPLED: Final = "coupled"
+DECOUPLED: Final = "decoupled"
 
 
 @dataclass(frozen=True)
