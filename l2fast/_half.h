@@ -29,27 +29,22 @@ static inline double l2f_float64(uint64_t u) { double x; memcpy(&x, &u, 8); retu
 /* ------------------------------------------------------------------------
  * Widening
  * ------------------------------------------------------------------------ */
-static inline double l2f_bf16_to_f64(uint16_t h)
-{
-    return (double)l2f_float32((uint32_t)h << 16);
-}
+static inline float l2f_bf16_to_f32(uint16_t h) { return l2f_float32((uint32_t)h << 16); }
+static inline double l2f_bf16_to_f64(uint16_t h) { return (double)l2f_bf16_to_f32(h); }
 
-/* float16 -> float32 bits by integer arithmetic, without branches: normal
- * numbers rebias the exponent (15 -> 127); zeros and subnormals are
- * a * 2^-24 (exact, and not a float32 subnormal); inf and NaN keep their
- * fraction under an all-ones exponent. */
-static inline double l2f_f16_to_f64(uint16_t h)
+/* float16 -> float32 without branches: the exponent and fraction bits moved
+ * into place read 2^-112 times the value, for normal numbers and subnormals
+ * alike, so one exact multiply by 2^112 finishes the job; inf and NaN get an
+ * all-ones exponent instead. */
+static inline float l2f_f16_to_f32(uint16_t h)
 {
-    uint32_t a = h & 0x7fffu, sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t normal = (a << 13) + 0x38000000u;
-    uint32_t tiny = l2f_bits32((float)(int32_t)a * 0x1p-24f);
-    uint32_t special = (a << 13) | 0x7f800000u;
-    uint32_t is_tiny = 0u - (uint32_t)(a < 0x400u);
-    uint32_t is_special = 0u - (uint32_t)(a >= 0x7c00u);
-    uint32_t r = (normal & ~(is_tiny | is_special)) | (tiny & is_tiny)
-                 | (special & is_special);
-    return (double)l2f_float32(r | sign);
+    uint32_t a = (uint32_t)(h & 0x7fffu) << 13;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    float v = l2f_float32(a) * 0x1p112f;
+    uint32_t special = 0u - (uint32_t)(a >= (0x7c00u << 13));
+    return l2f_float32(((l2f_bits32(v) & ~special) | ((a | 0x7f800000u) & special)) | sign);
 }
+static inline double l2f_f16_to_f64(uint16_t h) { return (double)l2f_f16_to_f32(h); }
 
 /* ------------------------------------------------------------------------
  * Narrowing, exact: x rounded once to a format of `frac` fraction bits and
@@ -98,13 +93,55 @@ static inline uint32_t l2f_near_f16(double x)
     uint32_t b = l2f_bits32((float)x), a = b & 0x7fffffffu;
     uint32_t sign = (b >> 16) & 0x8000u;
     uint32_t normal = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;
-    uint32_t tiny = (uint32_t)(l2f_bits64(fabs(x) * 0x1p24 + 0x1.8p52)
-                               - l2f_bits64(0x1.8p52));
-    uint32_t is_normal = (uint32_t)(a >= 0x38800000u);
+    uint32_t tiny = (uint32_t)l2f_bits64(fabs(x) * 0x1p24 + 0x1.8p52);
+    uint32_t is_normal = 0u - (uint32_t)(a >= 0x38800000u);
     uint32_t redo = (is_normal & (uint32_t)((a & 0x1fffu) == 0x1000u))
                     | (uint32_t)(a >= 0x7f800000u);
     normal = normal < 0x7c00u ? normal : 0x7c00u;
-    return ((is_normal ? normal : tiny) | sign) | (redo << 16);
+    return ((normal & is_normal) | (tiny & ~is_normal) | sign) | (redo << 16);
+}
+
+/* ------------------------------------------------------------------------
+ * w * c for a 16-bit w, rounded once to w's format, vectorisable and in
+ * float32 (the float64 product costs twice the instructions): with c32 =
+ * float32(c), t = float32(w * c32) is within 2.0001 float32 ulps of the
+ * float64 product, so t rounds to the same 16-bit value unless a 16-bit
+ * midpoint lies within 4 ulps of t (or t is not a normal float32): those are
+ * flagged, and redone from the float64 product.  c32 is NaN when c is not a
+ * normal float32 (every product is then flagged).
+ * ------------------------------------------------------------------------ */
+static inline float l2f_factor32(double c)
+{
+    double m = fabs(c);
+    return (m >= 0x1p-126 && m <= 0x1.fffffep127) ? (float)c : __builtin_nanf("");
+}
+
+static inline uint32_t l2f_scaled_bf16(uint16_t w, float c32)
+{
+    uint32_t b = l2f_bits32(l2f_bf16_to_f32(w) * c32);
+    int32_t e = (int32_t)((b >> 23) & 0xffu);   /* signed compares: one instruction */
+    uint32_t redo = (uint32_t)((int32_t)((b - 0x7ffcu) & 0xffffu) < 9)  /* near a midpoint */
+                    | (uint32_t)(e < 2) | (uint32_t)(e > 254);           /* tiny, inf, NaN */
+    return ((b + 0x7fffu + ((b >> 16) & 1u)) >> 16 & 0xffffu) | (redo << 16);
+}
+
+/* float16: above 2^-14, midpoints sit at 0x1000 in the low 13 bits; below,
+ * at odd multiples of 2^-25, which t + 0.25 (a multiple of 2^-25 after
+ * rounding) lands on when t is near one. */
+static inline uint32_t l2f_scaled_f16(uint16_t w, float c32)
+{
+    float t = l2f_f16_to_f32(w) * c32;
+    uint32_t b = l2f_bits32(t), a = b & 0x7fffffffu;
+    uint32_t sign = (b >> 16) & 0x8000u;
+    uint32_t normal = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;
+    uint32_t tiny = l2f_bits32(fabsf(t) + 0.5f) - 0x3f000000u;
+    uint32_t is_normal = 0u - (uint32_t)(a >= 0x38800000u);
+    uint32_t redo = (is_normal & (uint32_t)((int32_t)((a - 0xffcu) & 0x1fffu) < 9))
+                    | (~is_normal & l2f_bits32(fabsf(t) + 0.25f) & 1u)
+                    | (uint32_t)((int32_t)a < 0x00800000)      /* subnormal t */
+                    | (uint32_t)((int32_t)a >= 0x7f800000);    /* inf, NaN */
+    normal = (int32_t)normal < 0x7c00 ? normal : 0x7c00u;
+    return ((normal & is_normal) | (tiny & ~is_normal) | sign) | (redo << 16);
 }
 
 #endif

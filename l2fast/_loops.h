@@ -63,6 +63,18 @@
 #define L2F_CLONES
 #endif
 
+/* Sums of squares of float32 and 16-bit values may fuse acc + x * x into
+ * one FMA where the clone has it: x * x is exact, so the bits are the same.
+ * Not float64: there x * x is rounded. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define L2F_FMA_f32 __attribute__((optimize("fp-contract=fast")))
+#else
+#define L2F_FMA_f32
+#endif
+#define L2F_FMA_f16 L2F_FMA_f32
+#define L2F_FMA_bf16 L2F_FMA_f32
+#define L2F_FMA_f64
+
 #if defined(_MSC_VER)
 #define L2F_RESTRICT __restrict
 #define L2F_PREFETCH(addr, rw) ((void)0)
@@ -112,6 +124,11 @@ static double l2f_sum_slots(const double *x, int64_t n)
 #define L2F_VAL_SCALE(D, S, kd, ks) (L2F_LOAD(D, d, kd) * f)
 #define L2F_VAL_ADD(D, S, kd, ks) (L2F_LOAD(D, d, kd) + f * L2F_LOAD(S, s, ks))
 #define L2F_VAL_ADD_SELF(D, S, kd, ks) (L2F_LOAD(D, d, kd) + f * L2F_LOAD(D, d, kd))
+/* The same values for a 16-bit d, rounded by the vector path of _half.h:
+ * the 16-bit result, and bit 16 set when it must be redone exactly. */
+#define L2F_VAL_SCALE_NEAR(D, S, kd, ks) l2f_scaled_##D(d[kd], c32_)
+#define L2F_VAL_ADD_NEAR(D, S, kd, ks) l2f_near_##D(L2F_VAL_ADD(D, S, kd, ks))
+#define L2F_VAL_ADD_SELF_NEAR(D, S, kd, ks) l2f_near_##D(L2F_VAL_ADD_SELF(D, S, kd, ks))
 
 /* Contiguous: a block of LANES elements at a time, FETCH first, then the
  * block (vectorised across lanes), then the tail on lanes 0, 1, ...  Loops
@@ -156,10 +173,12 @@ static double l2f_sum_slots(const double *x, int64_t n)
     {                                                                         \
         uint16_t out_[LANES];                                                 \
         uint32_t redo_ = 0;                                                   \
+        const float c32_ = l2f_factor32(f);                                   \
+        (void)c32_;                                                           \
         L2F_SIMD_OR(redo_)                                                    \
         for (int j = 0; j < (LANES); j++) {                                   \
             ACC(D, i + j, j);                                                 \
-            uint32_t r_ = l2f_near_##D(VAL(D, S, i + j, i + j));              \
+            uint32_t r_ = VAL##_NEAR(D, S, i + j, i + j);                     \
             out_[j] = (uint16_t)r_;                                           \
             redo_ |= r_ >> 16;                                                \
         }                                                                     \
@@ -192,7 +211,7 @@ static double l2f_sum_slots(const double *x, int64_t n)
     L2F_STRIDED_UPDATE(n, sd, 0, L2F_ACC_SSQ, L2F_VAL_SCALE, S, S)
 
 #define L2F_DEFINE_SUM(NAME, KIND, FETCH_RW, S, T)                            \
-L2F_CLONES static double NAME##_short_##S(T *L2F_RESTRICT d, int64_t n,       \
+L2F_CLONES L2F_FMA_##S static double NAME##_short_##S(T *L2F_RESTRICT d, int64_t n,       \
                                           double f)                           \
 {                                                                             \
     double acc[L2F_SHORT_LANES] = {0};                                        \
@@ -200,8 +219,8 @@ L2F_CLONES static double NAME##_short_##S(T *L2F_RESTRICT d, int64_t n,       \
     KIND##_SWEEP(n, L2F_SHORT_LANES, L2F_NOFETCH, S);                         \
     return l2f_fold(acc, L2F_SHORT_LANES);                                    \
 }                                                                             \
-L2F_CLONES static double NAME##_contiguous_##S(T *L2F_RESTRICT d, int64_t n,  \
-                                               double f)                      \
+L2F_CLONES L2F_FMA_##S static double NAME##_contiguous_##S(T *L2F_RESTRICT d,    \
+                                                       int64_t n, double f)   \
 {                                                                             \
     if (n < L2F_SHORT)                                                        \
         return NAME##_short_##S(d, n, f);                                     \
