@@ -4,8 +4,8 @@ The L2 penalty of a model with weight arrays w_1 .. w_L, trained on m samples,
 is ``lam / (2 * m) * sum_i ||w_i||^2``; its gradient with respect to w_i is
 ``lam / m * w_i`` (coupled L2, added to the gradient), and decoupled weight
 decay multiplies each weight by ``1 - lr * lam / m``.  l2fast computes these
-over a whole ragged list of arrays in one call, with OpenMP kernels that
-release the GIL:
+over a whole ragged list of arrays (float16, bfloat16, float32, float64, mixed)
+in one call, with OpenMP kernels that release the GIL:
 
     sum_squares(ws)                  sum_i ||w_i||^2 in float64
     scale_(ws, c)                    w_i *= c
@@ -27,7 +27,7 @@ How a call flows (docs/architecture.md has the whole note):
 from ._api import ParamList, add_scaled_, scale_, sum_squares, sum_squares_scale_
 from ._config import show_config
 from . import conventions
-from .regularizer import L2, no_decay_1d
+from .regularizer import L2, exclude_by_name, no_decay_1d
 from ._version import __version__
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "show_config",
     "L2",
     "no_decay_1d",
+    "exclude_by_name",
     "conventions",
     "__version__",
 ]

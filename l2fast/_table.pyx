@@ -10,7 +10,7 @@ from libc.stdlib cimport malloc, realloc, free, qsort
 
 import numpy as np
 
-from l2fast._interop import as_array, BFLOAT16_BITS
+from l2fast._interop import as_array, BFLOAT16_BITS as _BFLOAT16_BITS
 
 cnp.import_array()
 
@@ -46,7 +46,7 @@ cdef int dtype_code(cnp.ndarray arr):
         return code
     dt = arr.dtype
     if num == cnp.NPY_USHORT:
-        return L2F_BF16 if dt is BFLOAT16_BITS else -1
+        return L2F_BF16 if dt is _BFLOAT16_BITS else -1
     if num >= _USERDEF and dt.itemsize == 2 and dt.name == "bfloat16" \
             and getattr(dt.type, "__module__", "").split(".")[0] == "ml_dtypes":
         _DTYPE_CODES[num] = L2F_BF16

@@ -1,0 +1,212 @@
+"""float16 and bfloat16: exact sums, stores rounded once, every bit pattern.
+
+The references are independent of l2fast's kernels: `reference.round_to`
+rounds float64 values once with NumPy (float16: NumPy's own cast; bfloat16:
+round to odd in float32, then ml_dtypes' cast), itself checked against
+`fractions` in test_reference.py; `reference.exact_sum_squares` is the exact
+sum, rounded once.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import l2fast
+from l2fast import models, reference
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F16 = np.dtype(np.float16)
+HALVES = [F16, BF16]
+ALL = [F16, BF16, np.dtype(np.float32), np.dtype(np.float64)]
+FACTORS = [1.0, 1 - 1e-8, 0.5, 2.0, 1e-30, 1e30, -0.7, 3.0, 1 / 3, 1 - 3e-6,
+           1 + 2**-8 + 2**-40, 1 + 2**-11 + 2**-40, 1e-5, 7e4, 2.0**-20]
+ID = {F16: "float16", BF16: "bfloat16"}
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN/inf references
+
+
+def every_pattern(dtype):
+    """All 65,536 values of a 16-bit dtype, in bit order."""
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(dtype)
+
+
+def same_bits(got, want):
+    """Bitwise equal, except that any NaN matches any NaN of the same sign."""
+    g, w = got.view(np.uint16), want.view(np.uint16)
+    nan_g, nan_w = np.isnan(got.astype(np.float32)), np.isnan(want.astype(np.float32))
+    assert np.array_equal(nan_g, nan_w)
+    assert np.array_equal((g >> 15)[nan_g], (w >> 15)[nan_w])
+    bad = np.flatnonzero((g != w) & ~nan_g)
+    assert bad.size == 0, f"{bad.size} differ, first at {bad[0]}: {g[bad[0]]:#06x} != {w[bad[0]]:#06x}"
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ID.get)
+@pytest.mark.parametrize("factor", FACTORS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_scale_every_pattern_rounds_once(dtype, factor, threads):
+    w = every_pattern(dtype)
+    want = reference.round_to(w.astype(np.float64) * factor, dtype)
+    got = w.copy()
+    l2fast.scale_([got[:40000], got[40000:]], factor, num_threads=threads)  # contiguous pieces and tails
+    same_bits(got, want)
+    strided = w.copy()
+    l2fast.scale_([strided[::3], strided[1::3], strided[2::3]], factor)  # the strided loop
+    same_bits(strided, want)
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ID.get)
+@pytest.mark.parametrize("factor", [0.5, 1 - 1e-8, 1e-30, 1e30, -0.7])
+def test_sum_squares_scale_every_pattern(dtype, factor):
+    w = every_pattern(dtype)
+    finite = w[np.isfinite(w.astype(np.float32))].copy()
+    before = finite.astype(np.float64)
+    total = l2fast.sum_squares_scale_([finite], factor)
+    same_bits(finite, reference.round_to(before * factor, dtype))
+    assert total == reference.exact_sum_squares([before]) or \
+        reference.relative_error(total, reference.exact_sum_squares([before])) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ID.get)
+@pytest.mark.parametrize("src_dtype", ALL, ids=str)
+@pytest.mark.parametrize("alpha", [1e-3, -0.5, 2**-9, 1e30])
+def test_add_scaled_every_pattern(dtype, src_dtype, alpha):
+    g = every_pattern(dtype)
+    rng = np.random.default_rng(7)
+    w = (rng.standard_normal(g.size) * np.exp2(rng.integers(-20, 8, g.size))).astype(src_dtype)
+    want = reference.round_to(g.astype(np.float64) + alpha * w.astype(np.float64), dtype)
+    got = g.copy()
+    l2fast.add_scaled_([got], [w], alpha)
+    same_bits(got, want)
+
+
+def test_f16_matches_numpy_cast_and_bf16_fixes_the_double_rounding():
+    x = np.float64(1 + 2**-8 + 2**-40)
+    one = np.ones(4, BF16)
+    l2fast.scale_(one, x)
+    assert (one.astype(np.float64) == 1 + 2**-7).all()  # one rounding
+    assert float(np.float64(x).astype(BF16)) == 1.0   # ml_dtypes' cast: through float32, twice
+    h = every_pattern(F16)
+    got = h.copy()
+    l2fast.scale_(got, 1 / 3)
+    same_bits(got, (h.astype(np.float64) * (1 / 3)).astype(np.float16))
+
+
+def test_tiny_decay_leaves_bf16_weights_unchanged():
+    """A decay below half a bfloat16 ulp rounds back to every weight."""
+    w = np.random.default_rng(1).standard_normal(10_000).astype(BF16)
+    before = w.copy()
+    l2fast.scale_(w, 1 - 3e-6)
+    assert np.array_equal(w.view(np.uint16), before.view(np.uint16))
+
+
+# ---------------------------------------------------------------------------
+# Sums: bitwise the float32 upcast's, and exact to 1e-12
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["resnet50", "bert-base-uncased"])
+@pytest.mark.parametrize("dtype", HALVES, ids=ID.get)
+def test_model_sums_equal_the_float32_upcast(model, dtype):
+    rng = np.random.default_rng(3)
+    arrays = [(rng.standard_normal(s, dtype=np.float32) * 0.05).astype(dtype)
+              for _, s in models.shapes(model)]
+    up = [a.astype(np.float32) for a in arrays]
+    exact = reference.exact_sum_squares(up)
+    for threads in (1, 2):
+        s = l2fast.sum_squares(arrays, num_threads=threads)
+        assert s == l2fast.sum_squares(up, num_threads=threads)
+        assert reference.relative_error(s, exact) <= 1e-12
+    per = l2fast.sum_squares(arrays, per_array=True)
+    assert np.array_equal(per, l2fast.sum_squares(up, per_array=True))
+
+
+SIZES = [1, 3, 31, 33, 511, 513, 65535, 65536, 65537, 2 * 65536 + 3, 300_001]
+
+
+@pytest.mark.parametrize("mix", ["float16", "bfloat16", "mixed"])
+def test_ragged_lists_every_operation(mix):
+    rng = np.random.default_rng(11)
+    for rep in range(20):
+        sizes = rng.choice(SIZES, size=rng.integers(1, 12))
+        dtypes = [ALL[rng.integers(4)] if mix == "mixed" else np.dtype(mix) for _ in sizes]
+        make = lambda n, dt: (rng.standard_normal(n) * 0.1).astype(dt)  # noqa: E731
+        w = [make(n, dt) for n, dt in zip(sizes, dtypes)]
+        g = [make(n, ALL[rng.integers(4)]) for n in sizes]
+        c, a = 1 - rng.random() * 1e-2, rng.standard_normal() * 1e-3
+        exact = reference.exact_sum_squares(w)
+        assert reference.relative_error(l2fast.sum_squares(w), exact) <= 1e-12
+        w2 = [x.copy() for x in w]
+        total = l2fast.sum_squares_scale_(w, c)
+        reference.scale_(w2, c)
+        assert reference.relative_error(total, exact) <= 1e-12
+        for x, y in zip(w, w2):
+            same_bits(x.view(np.uint16), y.view(np.uint16)) if x.itemsize == 2 else \
+                np.testing.assert_array_equal(x, y)
+        g2 = [x.copy() for x in g]
+        l2fast.add_scaled_(w, g, a)
+        reference.add_scaled_(w2, g2, a)
+        for x, y in zip(w, w2):
+            assert np.array_equal(x.view(np.uint8), y.view(np.uint8)) or \
+                np.array_equal(np.isnan(x.astype(np.float64)), np.isnan(y.astype(np.float64)))
+
+
+def test_float16_squares_do_not_overflow():
+    big = np.full(1000, 65504, np.float16)
+    assert l2fast.sum_squares([big]) == 1000 * 65504.0**2
+    assert np.isinf(np.vdot(big, big))  # what a float16 dot gives
+
+
+def test_check_finite_names_the_16bit_array():
+    bad = np.ones(10, BF16)
+    bad[3] = np.nan
+    with pytest.raises(FloatingPointError, match=r"arrays\['b'\]"):
+        l2fast.sum_squares({"a": np.ones(3, F16), "b": bad}, check_finite=True)
+
+
+def test_paramlist_and_l2_take_16bit():
+    w = [np.full(100, 0.5, BF16), np.full(7, 2.0, F16)]
+    p = l2fast.ParamList(w)
+    assert p.sum_squares() == 100 * 0.25 + 7 * 4.0
+    reg = l2fast.L2(0.1, m=10)
+    assert reg.penalty(w) == pytest.approx(0.1 / 20 * (25 + 28), rel=1e-15)
+
+
+# ---------------------------------------------------------------------------
+# torch: zero copy, in place, autograd untouched; ml_dtypes not needed
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["bfloat16", "float16"])
+def test_torch_16bit_parameters_in_place(name):
+    torch = pytest.importorskip("torch")
+    dtype = getattr(torch, name)
+    model = torch.nn.Sequential(torch.nn.Linear(300, 200), torch.nn.Linear(200, 10)).to(dtype)
+    params = list(model.parameters())
+    ptrs = [p.data_ptr() for p in params]
+    before = [p.detach().float().numpy().astype(np.float64) for p in params]
+    want_dtype = BF16 if name == "bfloat16" else F16
+    s = l2fast.sum_squares(dict(model.named_parameters()))
+    assert s == reference.exact_sum_squares([b for b in before])
+    with torch.no_grad():
+        l2fast.scale_(model.parameters(), 0.9)
+    for p, ptr, b in zip(params, ptrs, before):
+        assert p.data_ptr() == ptr and p.requires_grad and p.grad is None and p.is_leaf
+        got = p.detach().view(torch.int16).numpy().view(np.uint16)
+        want = reference.round_to(b * 0.9, want_dtype).view(np.uint16).reshape(got.shape)
+        np.testing.assert_array_equal(got, want)
+    grads = [torch.ones_like(p, dtype=torch.float32) for p in params]
+    l2fast.add_scaled_(grads, params, 1e-2)
+    for gr, p in zip(grads, params):
+        np.testing.assert_array_equal(
+            gr.numpy(), reference.round_to(1 + 1e-2 * p.detach().double().numpy(), np.float32))
+
+
+def test_torch_bfloat16_works_without_ml_dtypes():
+    code = ("import sys; sys.modules['ml_dtypes'] = None\n"
+            "import torch, l2fast\n"
+            "t = torch.ones(5120, dtype=torch.bfloat16)\n"
+            "print(l2fast.sum_squares([t]), torch.ones(5120, dtype=torch.bfloat16).norm().item())\n")
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ours, torch_norm = out.stdout.split()
+    assert float(ours) == 5120.0
+    assert float(torch_norm) != 5120.0**0.5  # torch's bf16 norm is not exact (256 here)
