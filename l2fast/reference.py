@@ -374,28 +374,42 @@ def sum_squares_scale_(arrays, factor, *, per_array=False, num_threads=None,
 # What a NumPy user writes today: the benchmark's baselines
 # ---------------------------------------------------------------------------
 
+def _wide(w):
+    """w itself, or a 16-bit w cast to float32 (NumPy has no fast 16-bit dot)."""
+    return w.astype(np.float32) if w.dtype.itemsize == 2 else w
+
+
 def vdot_loop(arrays):
     """``sum(np.vdot(w, w) for w in arrays)``: one BLAS dot per array, in the
-    arrays' own dtype (float32 arrays accumulate in float32)."""
-    return float(sum(np.vdot(w.ravel(), w.ravel()) for w in arrays))
+    arrays' own dtype (float32 arrays accumulate in float32; 16-bit arrays
+    are cast to float32 first, as a NumPy user must)."""
+    return float(sum(np.vdot(x.ravel(), x.ravel()) for x in map(_wide, arrays)))
 
 
 def einsum_loop(arrays):
     """``sum(np.einsum("i,i->", w, w) for w in arrays)``: NumPy's pairwise
-    summation per array, in the arrays' own dtype."""
-    return float(sum(np.einsum("i,i->", w.ravel(), w.ravel()) for w in arrays))
+    summation per array, in the arrays' own dtype (16-bit: cast to float32)."""
+    return float(sum(np.einsum("i,i->", x.ravel(), x.ravel()) for x in map(_wide, arrays)))
 
 
 def scale_loop_(arrays, factor):
-    """``for w in arrays: w *= factor``."""
+    """``for w in arrays: w *= factor``; 16-bit arrays through a float32 round trip,
+    ``w[...] = w.astype(np.float32) * factor``."""
     for w in arrays:
-        w *= factor
+        if w.dtype.itemsize == 2:
+            w[...] = w.astype(np.float32) * np.float32(factor)
+        else:
+            w *= factor
 
 
 def add_loop_(dst, src, alpha):
-    """``for g, w in zip(dst, src): g += alpha * w`` (a temporary per array)."""
+    """``for g, w in zip(dst, src): g += alpha * w`` (a temporary per array;
+    16-bit arrays through float32)."""
     for g, w in zip(dst, src):
-        g += alpha * w
+        if g.dtype.itemsize == 2:
+            g[...] = g.astype(np.float32) + np.float32(alpha) * _wide(w)
+        else:
+            g += alpha * w
 
 
 def vdot_then_scale_(arrays, factor):

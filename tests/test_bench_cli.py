@@ -216,3 +216,25 @@ def test_torch_model(tmp_path, monkeypatch, capsys):
 def test_model_choices():
     with pytest.raises(SystemExit):
         bench.main(["--model", "vgg16"])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16bit_dtypes(dtype, tmp_path):
+    """--dtype float16/bfloat16: every implementation runs; l2fast's sums are
+    exact, the float32-cast NumPy loop and torch's 16-bit norm are not worse
+    than 16-bit rounding."""
+    pytest.importorskip("ml_dtypes")
+    (tmp_path / "tiny.json").write_text(json.dumps(SHAPES))
+    args = [sys.executable, "-m", "l2fast", "bench", "--shapes", "tiny.json", "--dtype", dtype,
+            "--repeat", "1", "--no-small", "--json", "out.json"]
+    env = dict(**__import__("os").environ, L2FAST_BENCH_ROOF_MIB="8")
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = json.loads((tmp_path / "out.json").read_text())["runs"]
+    assert run["dtype"] == dtype
+    assert {r["function"] for r in run["results"]} == set(FUNCTIONS)
+    for r in run["results"]:
+        if r["function"] in ("sum_squares", "sum_squares_scale_"):
+            assert 0 <= r["rel_error"] <= (1e-12 if r["family"] == "l2fast" else 1e-2)
+        assert r["bytes"] == PASSES[r["function"]] * N * 2

@@ -11,6 +11,8 @@ import functools
 import operator
 from typing import Callable
 
+import numpy as np
+
 import l2fast
 
 from .. import reference
@@ -101,9 +103,10 @@ def _peer(fn):
 # -- torch's _foreach peers, with the signatures of the reference twins -------
 
 def _torch_tensors(arrays):
-    """torch tensors sharing the arrays' memory."""
+    """torch tensors sharing the arrays' memory (bfloat16 through its bits)."""
     import torch
-    return [torch.from_numpy(a) for a in arrays]
+    return [torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+            if a.dtype.name == "bfloat16" else torch.from_numpy(a) for a in arrays]
 
 
 def _torch_sum_squares(ts):

@@ -8,7 +8,7 @@ from .. import _kernels
 from . import report
 from .machine import MIB, default_roof_bytes, torch_version
 from .runner import Benchmark, Settings
-from .workloads import (SHIPPED_MODELS, read_shapes, shipped_shapes, torch_available,
+from .workloads import (DTYPES, SHIPPED_MODELS, read_shapes, shipped_shapes, torch_available,
                         torch_model_shapes)
 
 ROOF_ENV = "L2FAST_BENCH_ROOF_MIB"
@@ -30,11 +30,11 @@ def _positive_ints(text):
 
 
 def _dtypes(text):
-    """--dtype: "float32,float64" -> ["float32", "float64"], without repeats."""
+    """--dtype: "float32,bfloat16" -> ["float32", "bfloat16"], without repeats."""
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in ("float32", "float64")]
+    bad = [v for v in values if v not in DTYPES]
     if not values or bad:
-        raise argparse.ArgumentTypeError(f"expected float32 and/or float64, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(DTYPES)}, got {text!r}")
     return list(dict.fromkeys(values))
 
 
@@ -55,7 +55,8 @@ def _parser():
                    help="the parameter shapes of your own torch.nn.Module (an instance, or a "
                         "class or function called without arguments); needs torch")
     p.add_argument("--dtype", type=_dtypes, default=["float32"],
-                   help="float32 (default), float64, or float32,float64")
+                   help="float32 (default), float64, float16, bfloat16 (needs ml_dtypes), "
+                        "or several, e.g. float32,bfloat16")
     p.add_argument("--threads", type=_positive_ints, default=None,
                    help="comma-separated thread counts for a scaling sweep, e.g. 1,2,4 "
                         f"(default: the OpenMP default, {_kernels.max_threads()} here)")

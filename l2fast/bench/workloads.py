@@ -219,6 +219,23 @@ def small_shapes(count=SMALL_ARRAYS[0], size=SMALL_ARRAYS[1]):
 # Workloads
 # ---------------------------------------------------------------------------
 
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def bench_dtype(name):
+    """The NumPy dtype of one of `DTYPES` (bfloat16: ml_dtypes')."""
+    if str(name) == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise ValueError("bfloat16 needs ml_dtypes: pip install ml_dtypes") from None
+        return np.dtype(ml_dtypes.bfloat16)
+    dtype = np.dtype(name)
+    if dtype.name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+    return dtype
+
+
 class Workload:
     """A model's parameters filled with N(0, 0.02), ready to benchmark.
 
@@ -226,7 +243,7 @@ class Workload:
     ----------
     shapes : Shapes
     dtype : str or numpy dtype
-        float32 or float64.
+        float32, float64, float16 or bfloat16 (needs ml_dtypes).
     seed : int
 
     Attributes
@@ -242,9 +259,7 @@ class Workload:
 
     def __init__(self, shapes, dtype=np.float32, seed=0):
         self.shapes = shapes
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = bench_dtype(dtype)
         rng = np.random.default_rng(seed)
 
         def fill(shape):
