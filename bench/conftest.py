@@ -23,7 +23,12 @@ from l2fast.bench.workloads import (SHIPPED_MODELS, Workload, bytes_moved, shipp
                                     small_shapes, torch_available)
 
 MODELS = list(SHIPPED_MODELS)
-DTYPES = ["float32", "float64"]
+DTYPES = ["float32", "float64", "float16"]
+try:
+    import ml_dtypes  # noqa: F401
+    DTYPES.append("bfloat16")
+except ImportError:  # bfloat16 arrays come from ml_dtypes
+    pass
 
 
 def pytest_addoption(parser):

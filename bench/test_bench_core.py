@@ -1,5 +1,5 @@
 """Each function beside its NumPy equivalent (and torch peers) on the shipped
-models, float32 and float64; one benchmark group per model, dtype and function."""
+models, float32, float64, float16 and bfloat16; one benchmark group per model, dtype and function."""
 import pytest
 
 from l2fast.bench.cases import cases
