@@ -106,15 +106,10 @@ def test_optimizer_decay_against_torch():
     finally:
         sys.path.remove(str(EXAMPLES))
 
+    from test_conventions_libraries import zero_gradient_run
+
     def torch_run(cls, steps, **kw):
-        p = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
-        opt = cls([p], **kw)
-        out = []
-        for _ in range(steps):
-            p.grad = torch.zeros(1, dtype=torch.float64)
-            opt.step()
-            out.append(p.item())
-        return out
+        return zero_gradient_run(torch, cls, steps, **kw)
 
     for decoupled, cls in ((False, torch.optim.Adam), (True, torch.optim.AdamW)):
         mine = optimizer_decay.adam(100, 1e-3, 0.01, decoupled)

@@ -120,6 +120,12 @@ def test_model_sums_equal_the_float32_upcast(model, dtype):
     assert np.array_equal(per, l2fast.sum_squares(up, per_array=True))
 
 
+def assert_same_bytes(x, y):
+    """Every byte of x equals y's (these lists hold no NaN)."""
+    bad = np.flatnonzero(x.view(np.uint8) != y.view(np.uint8))
+    assert bad.size == 0, f"{x.dtype}: {bad.size} bytes differ, first at byte {bad[0]}"
+
+
 SIZES = [1, 3, 31, 33, 511, 513, 65535, 65536, 65537, 2 * 65536 + 3, 300_001]
 
 
@@ -140,14 +146,12 @@ def test_ragged_lists_every_operation(mix):
         reference.scale_(w2, c)
         assert reference.relative_error(total, exact) <= 1e-12
         for x, y in zip(w, w2):
-            same_bits(x.view(np.uint16), y.view(np.uint16)) if x.itemsize == 2 else \
-                np.testing.assert_array_equal(x, y)
+            assert_same_bytes(x, y)
         g2 = [x.copy() for x in g]
         l2fast.add_scaled_(w, g, a)
         reference.add_scaled_(w2, g2, a)
         for x, y in zip(w, w2):
-            assert np.array_equal(x.view(np.uint8), y.view(np.uint8)) or \
-                np.array_equal(np.isnan(x.astype(np.float64)), np.isnan(y.astype(np.float64)))
+            assert_same_bytes(x, y)
 
 
 def test_float16_squares_do_not_overflow():
@@ -179,13 +183,16 @@ def test_paramlist_and_l2_take_16bit():
 def test_torch_16bit_parameters_in_place(name):
     torch = pytest.importorskip("torch")
     dtype = getattr(torch, name)
+    torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(300, 200), torch.nn.Linear(200, 10)).to(dtype)
     params = list(model.parameters())
     ptrs = [p.data_ptr() for p in params]
     before = [p.detach().float().numpy().astype(np.float64) for p in params]
     want_dtype = BF16 if name == "bfloat16" else F16
     s = l2fast.sum_squares(dict(model.named_parameters()))
-    assert s == reference.exact_sum_squares([b for b in before])
+    # float64 lanes, not yet correctly rounded: exact to the issue's 1e-12 bound
+    assert reference.relative_error(s, reference.exact_sum_squares(before)) <= 1e-12
+    assert s == l2fast.sum_squares([p.detach().float() for p in params])  # the float32 upcast
     with torch.no_grad():
         l2fast.scale_(model.parameters(), 0.9)
     for p, ptr, b in zip(params, ptrs, before):
