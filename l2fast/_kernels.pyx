@@ -3,14 +3,15 @@
 
 Every kernel here takes a validated `Table` (see _table.pyx), a thread
 count already resolved (see _args.thread_count), and runs without the GIL;
-the loops themselves are in _loops.h.  Sums of squares are accumulated in
-float64: independent lanes inside a run (32 in long contiguous runs, so one
-thread streams at memory speed; 8 in short ones, 16 in strided ones), one
-float64 slot per piece, and the slots folded in a fixed order, so the
-result is bitwise the same for any thread count and schedule.
+the loops themselves are in _loops.h and _exact.h.  Sums of squares are
+exact: each piece's squares go into an integer accumulator (_acc.h) through
+float64 bins (_exact.h), the pieces' integers are added, and the total is
+rounded once to the nearest float64.  The result depends on the values
+alone: not on threads, schedule, order, cuts or layout.
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, int32_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memset
 
 cimport numpy as cnp
 import numpy as np
@@ -45,7 +46,20 @@ cdef extern from "_loops.h" nogil:
         SCALE "L2F_SCALE"
         ADD "L2F_ADD"
     double l2f_apply(int op, const Piece* c, double f)
-    double l2f_sum_slots(const double* x, int64_t n)
+
+cdef extern from "_exact.h" nogil:
+    enum: ACC_WORDS "L2F_ACC_WORDS"
+    enum: ACC_DIGITS "L2F_ACC_DIGITS"
+    ctypedef struct Part "l2f_part":
+        int32_t n                  # < 0: out of memory
+        int64_t* spill
+    void l2f_apply_exact(int op, const Piece* c, double f, Part* out)
+    double l2f_fold_parts(const Part* p, int64_t n, int64_t* w)
+    int l2f_acc_normalize(int64_t* w, int lo, int hi)
+    double l2f_acc_value(const int64_t* w)
+
+STATE_WORDS = ACC_WORDS
+STATE_DIGITS = ACC_DIGITS
 
 if l2f_watch_fork() != 0:
     raise ImportError("l2fast: pthread_atfork failed")
@@ -62,14 +76,13 @@ PARALLEL_MIN_SIZE = 2 * CHUNK
 cdef int64_t _parallel_min = PARALLEL_MIN_SIZE
 
 
-cdef void _run(Table t, int op, double f, double* slots, int nthreads) noexcept nogil:
+cdef void _run(Table t, int op, double f, Part* parts, int nthreads) noexcept nogil:
     """Apply `op` to every piece of `t`, one parallel loop over its items;
-    the sums of a summing op go to slots[piece]."""
+    the exact sums of a summing op go to parts[piece]."""
     cdef const Piece* pieces = t.pieces
     cdef const int64_t* items = t.items
     cdef Py_ssize_t nitems = t.nitems, k
     cdef int64_t c
-    cdef double s
     cdef bint threaded
     if nthreads > nitems:
         nthreads = <int> nitems
@@ -84,43 +97,75 @@ cdef void _run(Table t, int op, double f, double* slots, int nthreads) noexcept 
         if threaded and k == 0:
             l2f_note_team(omp_get_num_threads())  # also arms the fork watch
         for c in range(items[k], items[k + 1]):
-            s = l2f_apply(op, &pieces[c], f)
-            if slots != NULL:
-                slots[c] = s
+            if parts != NULL:
+                l2f_apply_exact(op, &pieces[c], f, &parts[c])
+            else:
+                l2f_apply(op, &pieces[c], f)
 
 
-cdef object _sums(Table t, int op, double f, int nthreads, bint per_array):
-    """Run a summing op; return the total, or one float64 per array."""
-    cdef Py_ssize_t npieces = t.npieces, c
-    cdef double total
-    cdef double* slots = <double*> malloc(max(1, npieces) * sizeof(double))
+cdef object _sums(Table t, int op, double f, int nthreads, bint per_array, bint state):
+    """Run a summing op; return the total, one float64 per array, or (state)
+    the total's exact accumulator as int64 words."""
+    cdef Py_ssize_t npieces = t.npieces, c, first = 0
+    cdef Part* parts = <Part*> malloc(max(1, npieces) * sizeof(Part))
+    cdef int64_t[::1] w
     cdef double[::1] out
-    if slots == NULL:
+    cdef double total
+    if parts == NULL:
         raise MemoryError()
+    for c in range(npieces):
+        parts[c].spill = NULL
     try:
         with nogil:
-            _run(t, op, f, slots, nthreads)
-            total = l2f_sum_slots(slots, npieces)
+            _run(t, op, f, parts, nthreads)
+        for c in range(npieces):
+            if parts[c].n < 0:
+                raise MemoryError()
+        words = np.zeros(ACC_WORDS, dtype=np.int64)
+        w = words
         if not per_array:
-            return total
+            with nogil:
+                total = l2f_fold_parts(parts, npieces, &w[0])
+            return words if state else total
+        # pieces of one array are consecutive in the table
         result = np.zeros(t.narrays, dtype=np.float64)
         out = result
-        for c in range(npieces):
-            out[t.pieces[c].arr] += slots[c]
+        with nogil:
+            for c in range(1, npieces + 1):
+                if c == npieces or t.pieces[c].arr != t.pieces[first].arr:
+                    out[t.pieces[first].arr] = l2f_fold_parts(&parts[first], c - first, &w[0])
+                    memset(&w[0], 0, ACC_WORDS * sizeof(int64_t))
+                    first = c
         return result
     finally:
-        free(slots)
+        for c in range(npieces):
+            free(parts[c].spill)
+        free(parts)
 
 
-def sum_squares(Table t, *, int num_threads, bint per_array=False):
-    """sum_i ||t.arrays[i]||^2 in float64 (or per array)."""
-    return _sums(t, SSQ, 0.0, num_threads, per_array)
+def state_normalize(int64_t[::1] w):
+    """Carry the digits of an accumulator state in place (its canonical form)."""
+    if w.shape[0] != ACC_WORDS:
+        raise ValueError(f"a state has {ACC_WORDS} words, got {w.shape[0]}")
+    l2f_acc_normalize(&w[0], 0, ACC_DIGITS - 1)
 
 
-def sum_squares_scale(Table t, double factor, *, int num_threads, bint per_array=False):
+def state_value(const int64_t[::1] w):
+    """A normalised state rounded to the nearest float64."""
+    return l2f_acc_value(&w[0])
+
+
+def sum_squares(Table t, *, int num_threads, bint per_array=False, bint state=False):
+    """sum_i ||t.arrays[i]||^2 rounded once to float64 (or per array, or the
+    exact state)."""
+    return _sums(t, SSQ, 0.0, num_threads, per_array, state)
+
+
+def sum_squares_scale(Table t, double factor, *, int num_threads, bint per_array=False,
+                      bint state=False):
     """One pass: the sum of squares before scaling, and w *= factor."""
     _writable(t, False)
-    return _sums(t, SSQ_SCALE, factor, num_threads, per_array)
+    return _sums(t, SSQ_SCALE, factor, num_threads, per_array, state)
 
 
 def scale(Table t, double factor, *, int num_threads):
