@@ -7,7 +7,8 @@ decay multiplies each weight by ``1 - lr * lam / m``.  l2fast computes these
 over a whole ragged list of arrays (float16, bfloat16, float32, float64, mixed)
 in one call, with OpenMP kernels that release the GIL:
 
-    sum_squares(ws)                  sum_i ||w_i||^2 in float64
+    sum_squares(ws)                  sum_i ||w_i||^2, exact, rounded once to float64
+    SumOfSquares                     the exact sum unrounded: merge shards and ranks
     scale_(ws, c)                    w_i *= c
     add_scaled_(gs, ws, alpha)       g_i += alpha * w_i
     sum_squares_scale_(ws, c)        both of the first two, in one pass
@@ -21,11 +22,12 @@ How a call flows (docs/architecture.md has the whole note):
     _api.py, regularizer.py   public functions, ParamList, L2
       -> _args.py             what an argument is (lists, dicts, pairs, threads)
       -> _table.pyx           validation, and the work table of pieces and items
-      -> _kernels.pyx         one OpenMP loop over items, fixed-order fold
-      -> _loops.h             every loop, per dtype, contiguous and strided
+      -> _kernels.pyx         one OpenMP loop over items; exact sums added
+      -> _loops.h, _exact.h   every loop, per dtype, contiguous and strided
 """
 from ._api import ParamList, add_scaled_, scale_, sum_squares, sum_squares_scale_
 from ._config import show_config
+from ._partial import SumOfSquares
 from . import conventions
 from .regularizer import L2, exclude_by_name, no_decay_1d
 from ._version import __version__
@@ -36,6 +38,7 @@ __all__ = [
     "add_scaled_",
     "sum_squares_scale_",
     "ParamList",
+    "SumOfSquares",
     "show_config",
     "L2",
     "no_decay_1d",

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _kernels
 from ._args import HasTable, listing, pairing, real, thread_count, work_table
+from ._partial import SumOfSquares
 from ._table import INPLACE, INPLACE_LATER, READ, Table
 
 if TYPE_CHECKING:
@@ -37,10 +38,23 @@ def _require_finite(table: Table, nt: int) -> None:
 
 # The bodies shared by the functions and the ParamList methods.
 
-def _sum(t: Table, per_array: bool, num_threads: Threads, check_finite: bool) -> float | Sums:
+def _partial(per_array: bool, partial: bool) -> bool:
+    if partial and per_array:
+        raise ValueError("partial=True returns one SumOfSquares for all arrays; "
+                         "per_array=True cannot be combined with it")
+    return bool(partial)
+
+
+def _sum(t: Table, per_array: bool, num_threads: Threads, check_finite: bool,
+         partial: bool = False) -> float | Sums | SumOfSquares:
     nt = thread_count(num_threads)
-    result = _kernels.sum_squares(t, num_threads=nt, per_array=bool(per_array))
-    if check_finite and not np.isfinite(result).all():
+    result: float | Sums | SumOfSquares
+    if _partial(per_array, partial):
+        result = SumOfSquares._from_kernel(_kernels.sum_squares(t, num_threads=nt, state=True))
+        value: float | Sums = result.value
+    else:
+        result = value = _kernels.sum_squares(t, num_threads=nt, per_array=bool(per_array))
+    if check_finite and not np.isfinite(value).all():
         _require_finite(t, nt)
     return result
 
@@ -54,11 +68,15 @@ def _scale(t: Table, factor: Real, num_threads: Threads, check_finite: bool) -> 
 
 
 def _sum_scale(t: Table, factor: Real, per_array: bool, num_threads: Threads,
-               check_finite: bool) -> float | Sums:
+               check_finite: bool, partial: bool = False) -> float | Sums | SumOfSquares:
     nt, f = thread_count(num_threads), real(factor, "factor", check_finite)
+    state = _partial(per_array, partial)
     if check_finite:
         t.check_inplace()
         _require_finite(t, nt)
+    if state:
+        return SumOfSquares._from_kernel(
+            _kernels.sum_squares_scale(t, f, num_threads=nt, state=True))
     return _kernels.sum_squares_scale(t, f, num_threads=nt, per_array=bool(per_array))
 
 
@@ -77,15 +95,23 @@ def _add(pair: Table, alpha: Real, num_threads: Threads, check_finite: bool) -> 
 
 @overload
 def sum_squares(arrays: Arrays, *, per_array: Literal[False] = ...,
-                num_threads: Threads = ..., check_finite: bool = ...) -> float: ...
+                num_threads: Threads = ..., check_finite: bool = ...,
+                partial: Literal[False] = ...) -> float: ...
 @overload
 def sum_squares(arrays: Arrays, *, per_array: Literal[True],
-                num_threads: Threads = ..., check_finite: bool = ...) -> Sums: ...
+                num_threads: Threads = ..., check_finite: bool = ...,
+                partial: Literal[False] = ...) -> Sums: ...
+@overload
+def sum_squares(arrays: Arrays, *, per_array: Literal[False] = ...,
+                num_threads: Threads = ..., check_finite: bool = ...,
+                partial: Literal[True]) -> SumOfSquares: ...
 @overload
 def sum_squares(arrays: Arrays, *, per_array: bool,
-                num_threads: Threads = ..., check_finite: bool = ...) -> float | Sums: ...
+                num_threads: Threads = ..., check_finite: bool = ...,
+                partial: bool = ...) -> float | Sums | SumOfSquares: ...
 def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads = None,
-                check_finite: bool = False) -> float | Sums:
+                check_finite: bool = False,
+                partial: bool = False) -> float | Sums | SumOfSquares:
     r"""Sum of squares of every element of a list of arrays, in float64.
 
     .. math:: S = \sum_{i=1}^{L} \|w_i\|^2 = \sum_i \sum_k w_i[k]^2
@@ -108,19 +134,21 @@ def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads
     check_finite : bool, default False
         Raise FloatingPointError naming the first array holding a NaN or an
         Inf.  Without it NaN and Inf propagate as in IEEE arithmetic.
+    partial : bool, default False
+        Return the exact sum unrounded, as a `SumOfSquares` that merges with
+        others exactly (sums of shards, of ranks: ``(a + b).value``).
 
     Returns
     -------
-    float or ndarray of float64
-        The total S, or an array of L per-array sums.
+    float, ndarray of float64, or SumOfSquares
+        The total S, an array of L per-array sums, or S unrounded.
 
     Notes
     -----
-    Every element is widened to float64 before it is squared, so a float32
-    square is exact and cannot overflow; sums use many independent float64
-    accumulators folded in a fixed order.  The result is bitwise identical
-    for every thread count, and its relative error is far below 1e-12 for
-    models of ~10^8 parameters.
+    S is computed exactly and rounded once to the nearest float64 (ties to
+    even): the result depends on the values alone, bitwise the same for any
+    thread count, order of the arrays, split of the values into arrays, and
+    layout.  A NaN makes it nan, an Inf (or a float64 over 2^512) inf.
 
     Examples
     --------
@@ -128,7 +156,7 @@ def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads
     >>> l2fast.sum_squares([np.array([3.0, 4.0]), np.array([[1.0], [2.0]], np.float32)])
     30.0
     """
-    return _sum(work_table(arrays, READ), per_array, num_threads, check_finite)
+    return _sum(work_table(arrays, READ), per_array, num_threads, check_finite, partial)
 
 
 def scale_(arrays: Arrays, factor: Real, *, num_threads: Threads = None,
@@ -203,15 +231,23 @@ def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads =
 
 @overload
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: Literal[False] = ...,
-                       num_threads: Threads = ..., check_finite: bool = ...) -> float: ...
+                       num_threads: Threads = ..., check_finite: bool = ...,
+                       partial: Literal[False] = ...) -> float: ...
 @overload
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: Literal[True],
-                       num_threads: Threads = ..., check_finite: bool = ...) -> Sums: ...
+                       num_threads: Threads = ..., check_finite: bool = ...,
+                       partial: Literal[False] = ...) -> Sums: ...
+@overload
+def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: Literal[False] = ...,
+                       num_threads: Threads = ..., check_finite: bool = ...,
+                       partial: Literal[True]) -> SumOfSquares: ...
 @overload
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool,
-                       num_threads: Threads = ..., check_finite: bool = ...) -> float | Sums: ...
+                       num_threads: Threads = ..., check_finite: bool = ...,
+                       partial: bool = ...) -> float | Sums | SumOfSquares: ...
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
-                       num_threads: Threads = None, check_finite: bool = False) -> float | Sums:
+                       num_threads: Threads = None, check_finite: bool = False,
+                       partial: bool = False) -> float | Sums | SumOfSquares:
     r"""Return the sum of squares and scale in place, in one pass over memory.
 
     .. math:: S = \sum_i \|w_i\|^2 \text{ (values before scaling)},
@@ -236,7 +272,8 @@ def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
     float or ndarray of float64
         S, bitwise equal to ``sum_squares(arrays)`` called before scaling.
     """
-    return _sum_scale(work_table(arrays, INPLACE), factor, per_array, num_threads, check_finite)
+    return _sum_scale(work_table(arrays, INPLACE), factor, per_array, num_threads,
+                      check_finite, partial)
 
 
 # ---------------------------------------------------------------------------
@@ -335,17 +372,24 @@ class ParamList(HasTable):
 
     @overload
     def sum_squares(self, *, per_array: Literal[False] = ..., num_threads: Threads = ...,
-                    check_finite: bool = ...) -> float: ...
+                    check_finite: bool = ...,
+                    partial: Literal[False] = ...) -> float: ...
     @overload
     def sum_squares(self, *, per_array: Literal[True], num_threads: Threads = ...,
-                    check_finite: bool = ...) -> Sums: ...
+                    check_finite: bool = ...,
+                    partial: Literal[False] = ...) -> Sums: ...
+    @overload
+    def sum_squares(self, *, per_array: Literal[False] = ..., num_threads: Threads = ...,
+                    check_finite: bool = ..., partial: Literal[True]) -> SumOfSquares: ...
     @overload
     def sum_squares(self, *, per_array: bool, num_threads: Threads = ...,
-                    check_finite: bool = ...) -> float | Sums: ...
+                    check_finite: bool = ...,
+                    partial: bool = ...) -> float | Sums | SumOfSquares: ...
     def sum_squares(self, *, per_array: bool = False, num_threads: Threads = None,
-                    check_finite: bool = False) -> float | Sums:
+                    check_finite: bool = False,
+                    partial: bool = False) -> float | Sums | SumOfSquares:
         """`sum_squares` of the arrays: sum_i ||w_i||^2, in float64."""
-        return _sum(self._table, per_array, num_threads, check_finite)
+        return _sum(self._table, per_array, num_threads, check_finite, partial)
 
     def scale_(self, factor: Real, *, num_threads: Threads = None,
                check_finite: bool = False) -> None:
@@ -354,19 +398,28 @@ class ParamList(HasTable):
 
     @overload
     def sum_squares_scale_(self, factor: Real, *, per_array: Literal[False] = ...,
-                           num_threads: Threads = ..., check_finite: bool = ...) -> float: ...
+                           num_threads: Threads = ..., check_finite: bool = ...,
+                           partial: Literal[False] = ...) -> float: ...
     @overload
     def sum_squares_scale_(self, factor: Real, *, per_array: Literal[True],
-                           num_threads: Threads = ..., check_finite: bool = ...) -> Sums: ...
+                           num_threads: Threads = ..., check_finite: bool = ...,
+                           partial: Literal[False] = ...) -> Sums: ...
+    @overload
+    def sum_squares_scale_(self, factor: Real, *, per_array: Literal[False] = ...,
+                           num_threads: Threads = ..., check_finite: bool = ...,
+                           partial: Literal[True]) -> SumOfSquares: ...
     @overload
     def sum_squares_scale_(self, factor: Real, *, per_array: bool,
                            num_threads: Threads = ...,
-                           check_finite: bool = ...) -> float | Sums: ...
+                           check_finite: bool = ...,
+                           partial: bool = ...) -> float | Sums | SumOfSquares: ...
     def sum_squares_scale_(self, factor: Real, *, per_array: bool = False,
                            num_threads: Threads = None,
-                           check_finite: bool = False) -> float | Sums:
+                           check_finite: bool = False,
+                           partial: bool = False) -> float | Sums | SumOfSquares:
         """`sum_squares_scale_` of the arrays: sum of squares before w_i *= factor."""
-        return _sum_scale(self._table, factor, per_array, num_threads, check_finite)
+        return _sum_scale(self._table, factor, per_array, num_threads, check_finite,
+                          partial)
 
     def add_scaled_(self, src: Arrays, alpha: Real, *, num_threads: Threads = None,
                     check_finite: bool = False) -> None:

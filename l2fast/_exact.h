@@ -228,8 +228,7 @@ static double l2f_fold_parts(const l2f_part *p, int64_t n, int64_t *w)
         L2F_UT_##S um_ = (L2F_UT_##S)(u2_ - 2);                               \
         double x_ = L2F_LOAD(S, r, k);                                        \
         if (MASKED)                                                           \
-            x_ = (um_ >= (L2F_UT_##S)g->tiny2m2 && u2_ < (L2F_UT_##S)g->huge2) \
-                 ? x_ : 0.0;                                                  \
+            x_ = (um_ >= tiny && u2_ < huge) ? x_ : 0.0;                      \
         else                                                                  \
             mn[j] = um_ < mn[j] ? um_ : mn[j];                                \
         L2F_DEP_##S(x_, j);                                                   \
@@ -253,45 +252,65 @@ static double l2f_fold_parts(const l2f_part *p, int64_t n, int64_t *w)
         L2F_PREFETCH((const char *)(r + i) + L2F_AHEAD + k_, 0)
 #define L2F_XFETCH_N ((void)0)
 
-/* One round of m elements at r: 1 if the bins (and the lane totals I) took
- * it exactly, 0 if it must be redone (then I is unchanged). */
-#define L2F_DEFINE_XROUND(S, T, V)                                            \
-L2F_CLONES L2F_FMA_##S static int l2f_xround_##V##_##S(                        \
-    const T *L2F_RESTRICT r, int64_t m, int64_t sd, const l2f_grid *g,        \
-    int64_t tot[3][L2F_XLANES], int masked)                                     \
+/* Scale a round that the bins have taken: as l2f_scale_run, from L1. */
+#define L2F_XSCALE_C(S, m)                                                    \
+    L2F_SWEEP_UPDATE(m, L2F_LANES, L2F_NOFETCH, L2F_ACC_NONE, L2F_VAL_SCALE, S, S)
+#define L2F_XSCALE_N(S, m)                                                    \
+    L2F_STRIDED_UPDATE(m, sd, 0, L2F_ACC_NONE, L2F_VAL_SCALE, S, S)
+
+/* Rounds of x[0:n] into the bins, each flushed into the lane totals `tot`
+ * (and then scaled by f if `scale`); returns where the first round that must
+ * be redone starts (n: none).  `masked`: one round, E set from its max, the
+ * elements the bins cannot hold left out. */
+#define L2F_DEFINE_XRUN(S, T, V)                                              \
+L2F_CLONES L2F_FMA_##S static int64_t l2f_xrun_##V##_##S(                     \
+    const T *x, int64_t n, int64_t sd, const l2f_grid *g,                     \
+    int64_t tot[3][L2F_XLANES], int masked, int scale, double f)              \
 {                                                                             \
     double a1[L2F_XLANES], a2[L2F_XLANES], a3[L2F_XLANES];                    \
     L2F_UT_##S mn[L2F_XLANES];                                                \
-    (void)sd;                                                                 \
-    for (int j = 0; j < L2F_XLANES; j++) {                                    \
-        a1[j] = g->M[0]; a2[j] = g->M[1]; a3[j] = g->M[2];                    \
-        mn[j] = (L2F_UT_##S)-1;                                               \
-    }                                                                         \
-    if (masked) {                                                             \
-        L2F_XSWEEP(S, L2F_IDX_##V, L2F_XFETCH_##V, 1)                         \
-    } else {                                                                  \
-        L2F_XSWEEP(S, L2F_IDX_##V, L2F_XFETCH_##V, 0)                         \
-        uint64_t bad = 0;                                                     \
-        L2F_UT_##S low = (L2F_UT_##S)-1;                                      \
+    const double M0 = g->M[0], M1 = g->M[1], M2 = g->M[2];                    \
+    const int64_t B0 = g->B[0], B1 = g->B[1], B2 = g->B[2];                   \
+    const L2F_UT_##S tiny = (L2F_UT_##S)g->tiny2m2;                           \
+    const L2F_UT_##S huge = (L2F_UT_##S)g->huge2;                             \
+    (void)sd; (void)f; (void)huge;                                                  \
+    for (int64_t b0 = 0; b0 < n; b0 += L2F_ROUND) {                           \
+        const T *L2F_RESTRICT r = x + b0 * sd;                                \
+        const int64_t m = n - b0 < L2F_ROUND ? n - b0 : L2F_ROUND;            \
         for (int j = 0; j < L2F_XLANES; j++) {                                \
-            bad |= (l2f_bits64(a1[j]) - (uint64_t)g->B[0]) >> 51;             \
-            low = mn[j] < low ? mn[j] : low;                                  \
+            a1[j] = M0; a2[j] = M1; a3[j] = M2;                               \
+            mn[j] = (L2F_UT_##S)-1;                                           \
         }                                                                     \
-        if (bad || low < (L2F_UT_##S)g->tiny2m2)                              \
-            return 0;                                                         \
+        if (masked) {                                                         \
+            L2F_XSWEEP(S, L2F_IDX_##V, L2F_XFETCH_##V, 1)                     \
+        } else {                                                              \
+            L2F_XSWEEP(S, L2F_IDX_##V, L2F_XFETCH_##V, 0)                     \
+            uint64_t bad = 0;                                                 \
+            L2F_UT_##S low = (L2F_UT_##S)-1;                                  \
+            for (int j = 0; j < L2F_XLANES; j++) {                            \
+                bad |= (l2f_bits64(a1[j]) - (uint64_t)B0) >> 51;              \
+                low = mn[j] < low ? mn[j] : low;                              \
+            }                                                                 \
+            if (bad || low < tiny)                                            \
+                return b0;                                                    \
+        }                                                                     \
+        L2F_SIMD                                                              \
+        for (int j = 0; j < L2F_XLANES; j++) {                                \
+            tot[0][j] += (int64_t)l2f_bits64(a1[j]) - B0;                     \
+            tot[1][j] += (int64_t)l2f_bits64(a2[j]) - B1;                     \
+            tot[2][j] += B2 ? (int64_t)l2f_bits64(a3[j]) - B2 : 0;            \
+        }                                                                     \
+        if (scale) {                                                          \
+            T *d = (T *)r;                                                    \
+            L2F_XSCALE_##V(S, m);                                             \
+        }                                                                     \
     }                                                                         \
-    L2F_SIMD                                                                  \
-    for (int j = 0; j < L2F_XLANES; j++) {                                    \
-        tot[0][j] += (int64_t)l2f_bits64(a1[j]) - g->B[0];                      \
-        tot[1][j] += (int64_t)l2f_bits64(a2[j]) - g->B[1];                      \
-        tot[2][j] += g->B[2] ? (int64_t)l2f_bits64(a3[j]) - g->B[2] : 0;        \
-    }                                                                         \
-    return 1;                                                                 \
+    return n;                                                                 \
 }
 
 #define L2F_DEFINE_XPIECE(CODE, S, T)                                         \
-L2F_DEFINE_XROUND(S, T, C)                                                    \
-L2F_DEFINE_XROUND(S, T, N)                                                    \
+L2F_DEFINE_XRUN(S, T, C)                                                    \
+L2F_DEFINE_XRUN(S, T, N)                                                    \
 static double l2f_xmax_##S(const T *r, int64_t m, int64_t sd)                 \
 {   /* the largest |x| by its bits (NaN above inf) */                         \
     L2F_UT_##S mx = 0;                                                        \
@@ -304,14 +323,14 @@ static double l2f_xmax_##S(const T *r, int64_t m, int64_t sd)                 \
 }                                                                             \
 /* The round redone: E from its max; what the bins cannot hold, one by one */ \
 static void l2f_xredo_##S(const T *r, int64_t m, int64_t sd, l2f_grid *g,     \
-                          int64_t tot[3][L2F_XLANES], l2f_scratch *s)           \
+                          int64_t tot[3][L2F_XLANES], l2f_scratch *s)         \
 {                                                                             \
-    l2f_flush_bins(s, g, tot, 3);                                               \
+    l2f_flush_bins(s, g, tot, 3);                                             \
     l2f_grid_set(g, l2f_xmax_##S(r, m, sd), L2F_FORMAT_##S);                  \
     if (sd == 1)                                                              \
-        l2f_xround_C_##S(r, m, 1, g, tot, 1);                                   \
+        l2f_xrun_C_##S(r, m, 1, g, tot, 1, 0, 0.0);                           \
     else                                                                      \
-        l2f_xround_N_##S(r, m, sd, g, tot, 1);                                  \
+        l2f_xrun_N_##S(r, m, sd, g, tot, 1, 0, 0.0);                          \
     for (int64_t i = 0; i < m; i++) {                                         \
         L2F_UT_##S u2_ = (L2F_UT_##S)(L2F_BITS_##S(r, i * sd) << 1);          \
         L2F_UT_##S um_ = (L2F_UT_##S)(u2_ - 2);                               \
@@ -320,32 +339,35 @@ static void l2f_xredo_##S(const T *r, int64_t m, int64_t sd, l2f_grid *g,     \
             l2f_acc_square(s->w, &s->sp, L2F_LOAD(S, r, i * sd));             \
     }                                                                         \
 }                                                                             \
-/* The exact sum of squares of a piece into `out`; with `scale`, then each   \
- * round is scaled by f, as l2f_scale_run does. */                            \
+/* The exact sum of squares of a piece into `out`; with `scale`, each round  \
+ * is then scaled by f, as l2f_scale_run does. */                             \
 static void l2f_xpiece_##S(const l2f_piece *c, double f, int scale, l2f_part *out) \
 {                                                                             \
     l2f_scratch *s = &l2f_tls;                                                \
     int64_t tot[3][L2F_XLANES] = {{0}};                                       \
-    const int64_t sd = c->dst_stride;                                         \
+    const int64_t sd = c->dst_stride, n = c->n;                               \
     const T *d = (const T *)c->dst;                                           \
     l2f_grid g;                                                               \
-    int64_t first = c->n < L2F_ROUND ? c->n : L2F_ROUND;                      \
-    l2f_grid_set(&g, l2f_xmax_##S(d, first, sd), L2F_FORMAT_##S);             \
-    for (int64_t b0 = 0; b0 < c->n; b0 += L2F_ROUND) {                        \
-        int64_t m = c->n - b0 < L2F_ROUND ? c->n - b0 : L2F_ROUND;            \
+    l2f_grid_set(&g, l2f_xmax_##S(d, n < L2F_ROUND ? n : L2F_ROUND, sd),      \
+                 L2F_FORMAT_##S);                                             \
+    for (int64_t b0 = 0; b0 < n;) {                                           \
         const T *r = d + b0 * sd;                                             \
-        int ok = sd == 1 ? l2f_xround_C_##S(r, m, 1, &g, tot, 0)                \
-                         : l2f_xround_N_##S(r, m, sd, &g, tot, 0);              \
-        if (!ok)                                                              \
-            l2f_xredo_##S(r, m, sd, &g, tot, s);                                \
+        b0 += sd == 1 ? l2f_xrun_C_##S(r, n - b0, 1, &g, tot, 0, scale, f)    \
+                      : l2f_xrun_N_##S(r, n - b0, sd, &g, tot, 0, scale, f);  \
+        if (b0 == n)                                                          \
+            break;                                                            \
+        const int64_t m = n - b0 < L2F_ROUND ? n - b0 : L2F_ROUND;            \
+        r = d + b0 * sd;                                                      \
+        l2f_xredo_##S(r, m, sd, &g, tot, s);                                  \
         if (scale) {                                                          \
             l2f_piece p = *c;                                                 \
             p.dst = (char *)r;                                                \
             p.n = m;                                                          \
             l2f_scale_run_##S(&p, f);                                         \
         }                                                                     \
+        b0 += m;                                                              \
     }                                                                         \
-    l2f_flush_bins(s, &g, tot, 3);                                              \
+    l2f_flush_bins(s, &g, tot, 3);                                            \
     l2f_scratch_take(s, out);                                                 \
 }
 
