@@ -12,7 +12,7 @@
  *   l2f_deposit(w, s, S, L)     w += S * 2^L (S a signed int64)
  *   l2f_acc_square(w, s, x)     w += x^2 exactly (any double)
  *   l2f_acc_normalize(w, lo)    carries from digit lo up: canonical form
- *   l2f_acc_value(w)            the sum rounded once to the nearest double
+ *   l2f_acc_value(w, top)       the sum rounded once to the nearest double
  */
 #ifndef L2FAST_ACC_H
 #define L2FAST_ACC_H
@@ -90,14 +90,15 @@ static inline int l2f_acc_normalize(int64_t *w, int lo, int hi)
 }
 
 /* The normalised, non-negative state w rounded to the nearest double
- * (ties to even), subnormals and overflow to +inf included. */
-static inline double l2f_acc_value(const int64_t *w)
+ * (ties to even), subnormals and overflow to +inf included; digits above
+ * `top` are zero. */
+static inline double l2f_acc_value(const int64_t *w, int top)
 {
     if (w[L2F_ACC_NAN] != 0)
         return NAN;
     if (w[L2F_ACC_INF] != 0)
         return INFINITY;
-    int h = L2F_ACC_DIGITS - 1;
+    int h = top < L2F_ACC_DIGITS ? top : L2F_ACC_DIGITS - 1;
     while (h >= 0 && w[h] == 0)
         h--;
     if (h < 0)

@@ -115,8 +115,9 @@ static inline void l2f_grid_set(l2f_grid *g, double mx, int nbins, int frac, int
     g->E = E;
     for (int b = 0; b < 3; b++) {
         g->L[b] = E - (b + 1) * (51 - L2F_CBITS) + (b == 2);
-        g->M[b] = b < nbins ? ldexp(1.5, g->L[b] + 52) : 0.0;
-        g->B[b] = (int64_t)l2f_bits64(g->M[b]);
+        /* 1.5 * 2^(L+52), built from its bits */
+        g->B[b] = b < nbins ? ((int64_t)(g->L[b] + 52 + 1023) << 52) | ((int64_t)1 << 51) : 0;
+        g->M[b] = l2f_float64((uint64_t)g->B[b]);
     }
     /* x*x is a multiple of 2^lowest when |x| >= 2^ceil((lowest + 2(p-1))/2) */
     int p = nbins == 2 ? 24 : 53;
@@ -125,14 +126,23 @@ static inline void l2f_grid_set(l2f_grid *g, double mx, int nbins, int frac, int
     g->huge2 = 2 * l2f_pow2_bits(E / 2, frac, bias);
 }
 
-/* A piece's exact sum: at most 8 digits from `lo`, or a whole state. */
+/* A piece's exact sum: S[b] * 2^L_b(E) for the bins of its last grid, plus
+ * what went through the scratch state (outliers, earlier grids): at most 8
+ * digits from `lo`, or a whole state in `spill`. */
 #define L2F_PART_DIGITS 8
 typedef struct {
+    int32_t E;
     int32_t lo, n;            /* n < 0: out of memory */
+    int64_t sum[3];
     int64_t inf, nan;
     uint32_t dig[L2F_PART_DIGITS];
     int64_t *spill;           /* malloc'd L2F_ACC_WORDS, or NULL */
 } l2f_part;
+
+static inline int l2f_grid_L(int E, int b)
+{
+    return E - (b + 1) * (51 - L2F_CBITS) + (b == 2);
+}
 
 /* Each thread's scratch state: all zero between pieces. */
 typedef struct {
@@ -140,29 +150,31 @@ typedef struct {
     l2f_span sp;
 } l2f_scratch;
 static __thread l2f_scratch l2f_tls = { {0}, { INT_MAX, -1 } };
+/* Each thread's last grid per dtype (E == INT_MIN: none yet). */
+#define L2F_NO_GRID { INT_MIN, {0}, {0}, {0}, 0, 0 },
+#define L2F_NO_GRID_ROW(CODE, S, T) L2F_NO_GRID
+static __thread l2f_grid l2f_tls_grid[L2F_NDTYPES] = { L2F_DTYPES(L2F_NO_GRID_ROW) };
 
-static inline void l2f_flush_bins(l2f_scratch *s, const l2f_grid *g, int64_t tot[3][L2F_XLANES],
-                                  int nbins)
+static inline void l2f_flush_bins(l2f_scratch *s, const l2f_grid *g, int64_t sums[3])
 {
-    for (int b = 0; b < nbins; b++) {
-        int64_t t = 0;
-        for (int j = 0; j < L2F_XLANES; j++) {
-            t += tot[b][j];
-            tot[b][j] = 0;
-        }
-        l2f_deposit(s->w, &s->sp, t, g->L[b]);
+    for (int b = 0; b < 3; b++) {
+        l2f_deposit(s->w, &s->sp, sums[b], g->L[b]);
+        sums[b] = 0;
     }
 }
 
 /* Move the scratch state into `out` and zero it. */
 static void l2f_scratch_take(l2f_scratch *s, l2f_part *out)
 {
-    out->inf = s->w[L2F_ACC_INF];
-    out->nan = s->w[L2F_ACC_NAN];
-    s->w[L2F_ACC_INF] = s->w[L2F_ACC_NAN] = 0;
+    out->inf = out->nan = 0;
+    if (s != NULL) {
+        out->inf = s->w[L2F_ACC_INF];
+        out->nan = s->w[L2F_ACC_NAN];
+        s->w[L2F_ACC_INF] = s->w[L2F_ACC_NAN] = 0;
+    }
     out->spill = NULL;
     out->lo = out->n = 0;
-    if (s->sp.lo > s->sp.hi)
+    if (s == NULL || s->sp.lo > s->sp.hi)
         return;
     int top = l2f_acc_normalize(s->w, s->sp.lo, s->sp.hi);
     int lo = s->sp.lo, hi = top;
@@ -187,35 +199,39 @@ static void l2f_scratch_take(l2f_scratch *s, l2f_part *out)
     s->sp.hi = -1;
 }
 
-/* w += a piece's sum (w: a state, not yet normalised). */
-static inline void l2f_part_add(int64_t *w, const l2f_part *p)
+/* w += a piece's sum (w: a state, not yet normalised); sp: digits touched. */
+static inline void l2f_part_add(int64_t *w, l2f_span *sp, const l2f_part *p)
 {
     w[L2F_ACC_INF] += p->inf;
     w[L2F_ACC_NAN] += p->nan;
+    for (int b = 0; b < 3; b++)
+        l2f_deposit(w, sp, p->sum[b], l2f_grid_L(p->E, b));
     for (int k = 0; k < p->n; k++)
         w[p->lo + k] += p->dig[k];
-    if (p->spill != NULL)
+    if (p->n > 0)
+        l2f_span_add(sp, p->lo, p->lo + p->n - 1);
+    if (p->spill != NULL) {
         for (int k = 0; k < L2F_ACC_DIGITS; k++)
             w[k] += p->spill[k];
+        l2f_span_add(sp, 0, L2F_ACC_DIGITS - 1);
+    }
 }
 
-/* w (all zero) = the normalised sum of parts[0:n]; returns it rounded. */
-static double l2f_fold_parts(const l2f_part *p, int64_t n, int64_t *w)
+/* w (all zero) = the normalised sum of parts[0:n]; returns it rounded.
+ * With `clear`, w is left all zero again (touched digits only). */
+static double l2f_fold_parts(const l2f_part *p, int64_t n, int64_t *w, int clear)
 {
-    int lo = INT_MAX, hi = -1;
-    for (int64_t c = 0; c < n; c++) {
-        l2f_part_add(w, &p[c]);
-        if (p[c].spill != NULL) {
-            lo = 0;
-            hi = L2F_ACC_DIGITS - 1;
-        } else if (p[c].n > 0) {
-            lo = p[c].lo < lo ? p[c].lo : lo;
-            hi = p[c].lo + p[c].n - 1 > hi ? p[c].lo + p[c].n - 1 : hi;
-        }
+    l2f_span sp = { INT_MAX, -1 };
+    for (int64_t c = 0; c < n; c++)
+        l2f_part_add(w, &sp, &p[c]);
+    int top = sp.hi >= 0 ? l2f_acc_normalize(w, sp.lo, sp.hi) : -1;
+    double v = l2f_acc_value(w, top);
+    if (clear) {
+        if (top >= 0)
+            memset(w + sp.lo, 0, (size_t)(top - sp.lo + 1) * sizeof(int64_t));
+        w[L2F_ACC_INF] = w[L2F_ACC_NAN] = 0;
     }
-    if (hi >= 0)
-        l2f_acc_normalize(w, lo, hi);
-    return l2f_acc_value(w);
+    return v;
 }
 
 /* ------------------------------------------------------------------------
@@ -258,23 +274,27 @@ static double l2f_fold_parts(const l2f_part *p, int64_t n, int64_t *w)
 #define L2F_XSCALE_N(S, m)                                                    \
     L2F_STRIDED_UPDATE(m, sd, 0, L2F_ACC_NONE, L2F_VAL_SCALE, S, S)
 
-/* Rounds of x[0:n] into the bins, each flushed into the lane totals `tot`
- * (and then scaled by f if `scale`); returns where the first round that must
- * be redone starts (n: none).  `masked`: one round, E set from its max, the
+/* Rounds of x[0:n] into the bins, each flushed into lane totals that are
+ * added to `sums` (each round then scaled by f if `scale`); returns where
+ * the first round that must be redone starts (n: none).  `masked`: one round, E set from its max, the
  * elements the bins cannot hold left out. */
 #define L2F_DEFINE_XRUN(S, T, V)                                              \
 L2F_CLONES L2F_FMA_##S static int64_t l2f_xrun_##V##_##S(                     \
     const T *x, int64_t n, int64_t sd, const l2f_grid *g,                     \
-    int64_t tot[3][L2F_XLANES], int masked, int scale, double f)              \
+    int64_t sums[3], int masked, int scale, double f)                         \
 {                                                                             \
     double a1[L2F_XLANES], a2[L2F_XLANES], a3[L2F_XLANES];                    \
+    int64_t tot[3][L2F_XLANES];                                               \
+    int64_t b0 = 0;                                                           \
+    for (int j = 0; j < L2F_XLANES; j++)                                      \
+        tot[0][j] = tot[1][j] = tot[2][j] = 0;                                \
     L2F_UT_##S mn[L2F_XLANES];                                                \
     const double M0 = g->M[0], M1 = g->M[1], M2 = g->M[2];                    \
     const int64_t B0 = g->B[0], B1 = g->B[1], B2 = g->B[2];                   \
     const L2F_UT_##S tiny = (L2F_UT_##S)g->tiny2m2;                           \
     const L2F_UT_##S huge = (L2F_UT_##S)g->huge2;                             \
     (void)sd; (void)f; (void)huge;                                                  \
-    for (int64_t b0 = 0; b0 < n; b0 += L2F_ROUND) {                           \
+    for (; b0 < n; b0 += L2F_ROUND) {                                         \
         const T *L2F_RESTRICT r = x + b0 * sd;                                \
         const int64_t m = n - b0 < L2F_ROUND ? n - b0 : L2F_ROUND;            \
         for (int j = 0; j < L2F_XLANES; j++) {                                \
@@ -292,7 +312,7 @@ L2F_CLONES L2F_FMA_##S static int64_t l2f_xrun_##V##_##S(                     \
                 low = mn[j] < low ? mn[j] : low;                              \
             }                                                                 \
             if (bad || low < tiny)                                            \
-                return b0;                                                    \
+                break;                                                        \
         }                                                                     \
         L2F_SIMD                                                              \
         for (int j = 0; j < L2F_XLANES; j++) {                                \
@@ -305,7 +325,10 @@ L2F_CLONES L2F_FMA_##S static int64_t l2f_xrun_##V##_##S(                     \
             L2F_XSCALE_##V(S, m);                                             \
         }                                                                     \
     }                                                                         \
-    return n;                                                                 \
+    for (int b = 0; b < 3; b++)                                               \
+        for (int j = 0; j < L2F_XLANES; j++)                                  \
+            sums[b] += tot[b][j];                                             \
+    return b0 < n ? b0 : n;                                                   \
 }
 
 #define L2F_DEFINE_XPIECE(CODE, S, T)                                         \
@@ -323,14 +346,14 @@ static double l2f_xmax_##S(const T *r, int64_t m, int64_t sd)                 \
 }                                                                             \
 /* The round redone: E from its max; what the bins cannot hold, one by one */ \
 static void l2f_xredo_##S(const T *r, int64_t m, int64_t sd, l2f_grid *g,     \
-                          int64_t tot[3][L2F_XLANES], l2f_scratch *s)         \
+                          int64_t sums[3], l2f_scratch *s)         \
 {                                                                             \
-    l2f_flush_bins(s, g, tot, 3);                                             \
+    l2f_flush_bins(s, g, sums);                                               \
     l2f_grid_set(g, l2f_xmax_##S(r, m, sd), L2F_FORMAT_##S);                  \
     if (sd == 1)                                                              \
-        l2f_xrun_C_##S(r, m, 1, g, tot, 1, 0, 0.0);                           \
+        l2f_xrun_C_##S(r, m, 1, g, sums, 1, 0, 0.0);                          \
     else                                                                      \
-        l2f_xrun_N_##S(r, m, sd, g, tot, 1, 0, 0.0);                          \
+        l2f_xrun_N_##S(r, m, sd, g, sums, 1, 0, 0.0);                         \
     for (int64_t i = 0; i < m; i++) {                                         \
         L2F_UT_##S u2_ = (L2F_UT_##S)(L2F_BITS_##S(r, i * sd) << 1);          \
         L2F_UT_##S um_ = (L2F_UT_##S)(u2_ - 2);                               \
@@ -343,22 +366,26 @@ static void l2f_xredo_##S(const T *r, int64_t m, int64_t sd, l2f_grid *g,     \
  * is then scaled by f, as l2f_scale_run does. */                             \
 static void l2f_xpiece_##S(const l2f_piece *c, double f, int scale, l2f_part *out) \
 {                                                                             \
-    l2f_scratch *s = &l2f_tls;                                                \
-    int64_t tot[3][L2F_XLANES] = {{0}};                                       \
+    l2f_scratch *s = NULL;          /* the thread's scratch, once needed */  \
+    int64_t sums[3] = {0, 0, 0};                                              \
     const int64_t sd = c->dst_stride, n = c->n;                               \
     const T *d = (const T *)c->dst;                                           \
-    l2f_grid g;                                                               \
-    l2f_grid_set(&g, l2f_xmax_##S(d, n < L2F_ROUND ? n : L2F_ROUND, sd),      \
-                 L2F_FORMAT_##S);                                             \
+    /* the grid of the thread's last piece of this dtype: any E gives the     \
+     * same sum, a good guess only saves redoing rounds */                    \
+    l2f_grid g = l2f_tls_grid[CODE];                                          \
+    if (g.E == INT_MIN)                                                       \
+        l2f_grid_set(&g, l2f_xmax_##S(d, n < L2F_ROUND ? n : L2F_ROUND, sd),  \
+                     L2F_FORMAT_##S);                                         \
     for (int64_t b0 = 0; b0 < n;) {                                           \
         const T *r = d + b0 * sd;                                             \
-        b0 += sd == 1 ? l2f_xrun_C_##S(r, n - b0, 1, &g, tot, 0, scale, f)    \
-                      : l2f_xrun_N_##S(r, n - b0, sd, &g, tot, 0, scale, f);  \
+        b0 += sd == 1 ? l2f_xrun_C_##S(r, n - b0, 1, &g, sums, 0, scale, f)    \
+                      : l2f_xrun_N_##S(r, n - b0, sd, &g, sums, 0, scale, f);  \
         if (b0 == n)                                                          \
             break;                                                            \
         const int64_t m = n - b0 < L2F_ROUND ? n - b0 : L2F_ROUND;            \
         r = d + b0 * sd;                                                      \
-        l2f_xredo_##S(r, m, sd, &g, tot, s);                                  \
+        s = &l2f_tls;                                                         \
+        l2f_xredo_##S(r, m, sd, &g, sums, s);                                  \
         if (scale) {                                                          \
             l2f_piece p = *c;                                                 \
             p.dst = (char *)r;                                                \
@@ -367,7 +394,10 @@ static void l2f_xpiece_##S(const l2f_piece *c, double f, int scale, l2f_part *ou
         }                                                                     \
         b0 += m;                                                              \
     }                                                                         \
-    l2f_flush_bins(s, &g, tot, 3);                                            \
+    out->E = g.E;                                                             \
+    l2f_tls_grid[CODE] = g;                                                   \
+    for (int b = 0; b < 3; b++)                                               \
+        out->sum[b] = sums[b];                                                \
     l2f_scratch_take(s, out);                                                 \
 }
 

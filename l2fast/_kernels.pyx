@@ -11,7 +11,6 @@ alone: not on threads, schedule, order, cuts or layout.
 """
 from libc.stdint cimport int64_t, int32_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
 
 cimport numpy as cnp
 import numpy as np
@@ -54,9 +53,9 @@ cdef extern from "_exact.h" nogil:
         int32_t n                  # < 0: out of memory
         int64_t* spill
     void l2f_apply_exact(int op, const Piece* c, double f, Part* out)
-    double l2f_fold_parts(const Part* p, int64_t n, int64_t* w)
+    double l2f_fold_parts(const Part* p, int64_t n, int64_t* w, int clear)
     int l2f_acc_normalize(int64_t* w, int lo, int hi)
-    double l2f_acc_value(const int64_t* w)
+    double l2f_acc_value(const int64_t* w, int top)
 
 STATE_WORDS = ACC_WORDS
 STATE_DIGITS = ACC_DIGITS
@@ -125,7 +124,7 @@ cdef object _sums(Table t, int op, double f, int nthreads, bint per_array, bint 
         w = words
         if not per_array:
             with nogil:
-                total = l2f_fold_parts(parts, npieces, &w[0])
+                total = l2f_fold_parts(parts, npieces, &w[0], 0)
             return words if state else total
         # pieces of one array are consecutive in the table
         result = np.zeros(t.narrays, dtype=np.float64)
@@ -133,8 +132,8 @@ cdef object _sums(Table t, int op, double f, int nthreads, bint per_array, bint 
         with nogil:
             for c in range(1, npieces + 1):
                 if c == npieces or t.pieces[c].arr != t.pieces[first].arr:
-                    out[t.pieces[first].arr] = l2f_fold_parts(&parts[first], c - first, &w[0])
-                    memset(&w[0], 0, ACC_WORDS * sizeof(int64_t))
+                    out[t.pieces[first].arr] = l2f_fold_parts(&parts[first], c - first,
+                                                              &w[0], 1)
                     first = c
         return result
     finally:
@@ -152,7 +151,7 @@ def state_normalize(int64_t[::1] w):
 
 def state_value(const int64_t[::1] w):
     """A normalised state rounded to the nearest float64."""
-    return l2f_acc_value(&w[0])
+    return l2f_acc_value(&w[0], ACC_DIGITS - 1)
 
 
 def sum_squares(Table t, *, int num_threads, bint per_array=False, bint state=False):
