@@ -12,13 +12,14 @@ import numpy as np
 
 from . import _kernels
 from ._args import HasTable, listing, pairing, real, thread_count, work_table
+from ._distributed import reduce_sum
 from ._partial import SumOfSquares
 from ._table import INPLACE, INPLACE_LATER, READ, Table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from ._typing import Arrays, Real, Sums, Threads, View
+    from ._typing import Arrays, Comm, Real, Sums, Threads, View
 
 __all__ = ["sum_squares", "scale_", "add_scaled_", "sum_squares_scale_", "ParamList"]
 
@@ -96,22 +97,22 @@ def _add(pair: Table, alpha: Real, num_threads: Threads, check_finite: bool) -> 
 @overload
 def sum_squares(arrays: Arrays, *, per_array: Literal[False] = ...,
                 num_threads: Threads = ..., check_finite: bool = ...,
-                partial: Literal[False] = ...) -> float: ...
+                partial: Literal[False] = ..., comm: Comm = ...) -> float: ...
 @overload
 def sum_squares(arrays: Arrays, *, per_array: Literal[True],
                 num_threads: Threads = ..., check_finite: bool = ...,
-                partial: Literal[False] = ...) -> Sums: ...
+                partial: Literal[False] = ..., comm: Comm = ...) -> Sums: ...
 @overload
 def sum_squares(arrays: Arrays, *, per_array: Literal[False] = ...,
                 num_threads: Threads = ..., check_finite: bool = ...,
-                partial: Literal[True]) -> SumOfSquares: ...
+                partial: Literal[True], comm: Comm = ...) -> SumOfSquares: ...
 @overload
 def sum_squares(arrays: Arrays, *, per_array: bool,
                 num_threads: Threads = ..., check_finite: bool = ...,
-                partial: bool = ...) -> float | Sums | SumOfSquares: ...
+                partial: bool = ..., comm: Comm = ...) -> float | Sums | SumOfSquares: ...
 def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads = None,
                 check_finite: bool = False,
-                partial: bool = False) -> float | Sums | SumOfSquares:
+                partial: bool = False, comm: Comm = None) -> float | Sums | SumOfSquares:
     r"""Sum of squares of every element of a list of arrays, in float64.
 
     .. math:: S = \sum_{i=1}^{L} \|w_i\|^2 = \sum_i \sum_k w_i[k]^2
@@ -137,6 +138,11 @@ def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads
     partial : bool, default False
         Return the exact sum unrounded, as a `SumOfSquares` that merges with
         others exactly (sums of shards, of ranks: ``(a + b).value``).
+    comm : mpi4py.MPI.Comm, torch.distributed ProcessGroup, "mpi" or "torch", optional
+        Sum over the ranks: each rank passes its own shards and every rank
+        gets S of all of them, the same bits on every rank for any world
+        size and sharding, from one all-reduce (docs/distributed.md).  Not
+        with `per_array`.
 
     Returns
     -------
@@ -156,6 +162,10 @@ def sum_squares(arrays: Arrays, *, per_array: bool = False, num_threads: Threads
     >>> l2fast.sum_squares([np.array([3.0, 4.0]), np.array([[1.0], [2.0]], np.float32)])
     30.0
     """
+    if comm is not None:
+        return reduce_sum(comm, "sum_squares", lambda: _sum(
+            work_table(arrays, READ), False, num_threads, check_finite, True),
+            per_array=per_array, partial=partial)
     return _sum(work_table(arrays, READ), per_array, num_threads, check_finite, partial)
 
 
@@ -232,22 +242,22 @@ def add_scaled_(dst: Arrays, src: Arrays, alpha: Real, *, num_threads: Threads =
 @overload
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: Literal[False] = ...,
                        num_threads: Threads = ..., check_finite: bool = ...,
-                       partial: Literal[False] = ...) -> float: ...
+                       partial: Literal[False] = ..., comm: Comm = ...) -> float: ...
 @overload
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: Literal[True],
                        num_threads: Threads = ..., check_finite: bool = ...,
-                       partial: Literal[False] = ...) -> Sums: ...
+                       partial: Literal[False] = ..., comm: Comm = ...) -> Sums: ...
 @overload
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: Literal[False] = ...,
                        num_threads: Threads = ..., check_finite: bool = ...,
-                       partial: Literal[True]) -> SumOfSquares: ...
+                       partial: Literal[True], comm: Comm = ...) -> SumOfSquares: ...
 @overload
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool,
                        num_threads: Threads = ..., check_finite: bool = ...,
-                       partial: bool = ...) -> float | Sums | SumOfSquares: ...
+                       partial: bool = ..., comm: Comm = ...) -> float | Sums | SumOfSquares: ...
 def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
                        num_threads: Threads = None, check_finite: bool = False,
-                       partial: bool = False) -> float | Sums | SumOfSquares:
+                       partial: bool = False, comm: Comm = None) -> float | Sums | SumOfSquares:
     r"""Return the sum of squares and scale in place, in one pass over memory.
 
     .. math:: S = \sum_i \|w_i\|^2 \text{ (values before scaling)},
@@ -261,17 +271,24 @@ def sum_squares_scale_(arrays: Arrays, factor: Real, *, per_array: bool = False,
     ----------
     arrays, factor, num_threads
         As in `scale_`.
-    per_array : bool, default False
+    per_array, partial : bool, default False
         As in `sum_squares`.
     check_finite : bool, default False
         Raise FloatingPointError, before anything is written, if an array
         holds a NaN or an Inf, or `factor` is not finite.
+    comm : optional
+        As in `sum_squares`: S over all ranks; each rank scales its own
+        arrays only.
 
     Returns
     -------
     float or ndarray of float64
         S, bitwise equal to ``sum_squares(arrays)`` called before scaling.
     """
+    if comm is not None:
+        return reduce_sum(comm, "sum_squares_scale_", lambda: _sum_scale(
+            work_table(arrays, INPLACE), factor, False, num_threads, check_finite, True),
+            per_array=per_array, partial=partial)
     return _sum_scale(work_table(arrays, INPLACE), factor, per_array, num_threads,
                       check_finite, partial)
 
@@ -373,22 +390,27 @@ class ParamList(HasTable):
     @overload
     def sum_squares(self, *, per_array: Literal[False] = ..., num_threads: Threads = ...,
                     check_finite: bool = ...,
-                    partial: Literal[False] = ...) -> float: ...
+                    partial: Literal[False] = ..., comm: Comm = ...) -> float: ...
     @overload
     def sum_squares(self, *, per_array: Literal[True], num_threads: Threads = ...,
                     check_finite: bool = ...,
-                    partial: Literal[False] = ...) -> Sums: ...
+                    partial: Literal[False] = ..., comm: Comm = ...) -> Sums: ...
     @overload
     def sum_squares(self, *, per_array: Literal[False] = ..., num_threads: Threads = ...,
-                    check_finite: bool = ..., partial: Literal[True]) -> SumOfSquares: ...
+                    check_finite: bool = ..., partial: Literal[True],
+                    comm: Comm = ...) -> SumOfSquares: ...
     @overload
     def sum_squares(self, *, per_array: bool, num_threads: Threads = ...,
                     check_finite: bool = ...,
-                    partial: bool = ...) -> float | Sums | SumOfSquares: ...
+                    partial: bool = ..., comm: Comm = ...) -> float | Sums | SumOfSquares: ...
     def sum_squares(self, *, per_array: bool = False, num_threads: Threads = None,
                     check_finite: bool = False,
-                    partial: bool = False) -> float | Sums | SumOfSquares:
+                    partial: bool = False, comm: Comm = None) -> float | Sums | SumOfSquares:
         """`sum_squares` of the arrays: sum_i ||w_i||^2, in float64."""
+        if comm is not None:
+            return reduce_sum(comm, "sum_squares", lambda: _sum(
+                self._table, False, num_threads, check_finite, True),
+                per_array=per_array, partial=partial)
         return _sum(self._table, per_array, num_threads, check_finite, partial)
 
     def scale_(self, factor: Real, *, num_threads: Threads = None,
@@ -399,25 +421,31 @@ class ParamList(HasTable):
     @overload
     def sum_squares_scale_(self, factor: Real, *, per_array: Literal[False] = ...,
                            num_threads: Threads = ..., check_finite: bool = ...,
-                           partial: Literal[False] = ...) -> float: ...
+                           partial: Literal[False] = ..., comm: Comm = ...) -> float: ...
     @overload
     def sum_squares_scale_(self, factor: Real, *, per_array: Literal[True],
                            num_threads: Threads = ..., check_finite: bool = ...,
-                           partial: Literal[False] = ...) -> Sums: ...
+                           partial: Literal[False] = ..., comm: Comm = ...) -> Sums: ...
     @overload
     def sum_squares_scale_(self, factor: Real, *, per_array: Literal[False] = ...,
                            num_threads: Threads = ..., check_finite: bool = ...,
-                           partial: Literal[True]) -> SumOfSquares: ...
+                           partial: Literal[True], comm: Comm = ...) -> SumOfSquares: ...
     @overload
     def sum_squares_scale_(self, factor: Real, *, per_array: bool,
                            num_threads: Threads = ...,
                            check_finite: bool = ...,
-                           partial: bool = ...) -> float | Sums | SumOfSquares: ...
+                           partial: bool = ...,
+                           comm: Comm = ...) -> float | Sums | SumOfSquares: ...
     def sum_squares_scale_(self, factor: Real, *, per_array: bool = False,
                            num_threads: Threads = None,
                            check_finite: bool = False,
-                           partial: bool = False) -> float | Sums | SumOfSquares:
+                           partial: bool = False,
+                           comm: Comm = None) -> float | Sums | SumOfSquares:
         """`sum_squares_scale_` of the arrays: sum of squares before w_i *= factor."""
+        if comm is not None:
+            return reduce_sum(comm, "sum_squares_scale_", lambda: _sum_scale(
+                self._table, factor, False, num_threads, check_finite, True),
+                per_array=per_array, partial=partial)
         return _sum_scale(self._table, factor, per_array, num_threads, check_finite,
                           partial)
 

@@ -27,3 +27,6 @@ View: TypeAlias = npt.NDArray[np.floating[Any]]
 Threads: TypeAlias = int | np.integer[Any] | None
 Real: TypeAlias = float | np.floating[Any] | np.integer[Any]
 Sums: TypeAlias = npt.NDArray[np.float64]
+# comm=: an mpi4py.MPI.Comm, a torch.distributed ProcessGroup, "mpi", "torch" or None
+# (docs/distributed.md); neither package is a dependency, so it is not narrowed here.
+Comm: TypeAlias = Any

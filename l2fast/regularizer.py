@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._api import ParamList, add_scaled_
 from ._args import checked_threads
+from ._distributed import l2_penalty
 from ._l2_select import Selection, Selector, exclude_by_name, no_decay_1d
 from .conventions import ALIASES, CONVENTIONS, lookup
 from .conventions._exact import CONTEXT, context_value, exact, nonnegative
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
     from typing import TypeAlias
 
-    from ._typing import Arrays, Threads
+    from ._typing import Arrays, Comm, Threads
     from ._typing import Real as _Real
 
     Real: TypeAlias = _Real | Fraction | Decimal
@@ -317,13 +318,17 @@ class L2:
         if self.check_finite:
             sel.arrays.sum_squares(check_finite=True, num_threads=self.num_threads)
 
-    def penalty(self, params: Arrays) -> float:
+    def penalty(self, params: Arrays, *, comm: Comm = None) -> float:
         r"""The penalty :math:`P = \frac{c}{2}\sum_i \mu_i\|w_i\|^2`.
 
         Parameters
         ----------
         params : list, dict, ndarray or ParamList
             Weight arrays (float32/float64; CPU torch tensors are viewed).
+        comm : mpi4py.MPI.Comm, torch.distributed ProcessGroup, "mpi" or "torch", optional
+            The penalty of the arrays of every rank, each rank passing its
+            own shards, from one all-reduce: the same bits on every rank for
+            any world size and sharding (docs/distributed.md).
 
         Returns
         -------
@@ -332,6 +337,8 @@ class L2:
             `l2fast.sum_squares` call (with ``per_array=True`` when the
             multipliers differ).
         """
+        if comm is not None:
+            return l2_penalty(self, params, comm)
         sel = self._select(params)
         c = self._coef(sel)
         if sel.mults is None:
@@ -406,7 +413,7 @@ class L2:
         for factor, group, _ in steps:
             group.scale_(factor, num_threads=self.num_threads, check_finite=self.check_finite)
 
-    def penalty_decay_(self, params: Arrays, lr: Real) -> float:
+    def penalty_decay_(self, params: Arrays, lr: Real, *, comm: Comm = None) -> float:
         r"""Return the penalty, then decay: one pass over the weights.
 
         .. math:: P = \frac{c}{2}\sum_i\mu_i\|w_i\|^2 \text{ (before)},
@@ -419,6 +426,9 @@ class L2:
         ----------
         params, lr
             As in `decay_`.
+        comm : optional
+            As in `penalty`: the penalty over every rank; each rank decays
+            its own arrays.
 
         Returns
         -------
@@ -426,6 +436,8 @@ class L2:
             P of the weights before the decay, equal to `penalty` called
             first.
         """
+        if comm is not None:
+            return l2_penalty(self, params, comm, lr)
         sel = self._select(params)
         steps = self._factors(sel, lr)
         if len(steps) > 1:
