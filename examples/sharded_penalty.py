@@ -135,6 +135,7 @@ def main():
 
     if args.backend != "mpi":
         import torch.distributed as dist
+        dist.barrier()  # every rank done before any tears its connections down
         dist.destroy_process_group()
 
 

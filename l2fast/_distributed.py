@@ -195,7 +195,10 @@ def _exchange(eng: Engine, kind: str, weighted: bool, local: Callable[[], tuple[
                 + "; every other rank raises RuntimeError naming it")
         if hasattr(failure, "add_note"):
             failure.add_note(note)
-        raise failure
+        try:
+            raise failure
+        finally:  # no cycle exception -> traceback -> this frame -> exception,
+            del failure  # which would keep the engine (a process group) alive
     if failed:
         types = [t.__name__ for i, t in enumerate(_ERRORS) if out[_ETYPE + i]]
         if out[_ETYPE + len(_ERRORS)]:

@@ -223,6 +223,7 @@ def main():
     with open(os.path.join(args.out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
     if args.engine == "torch":
+        dist.barrier()  # every rank done before any tears its connections down
         dist.destroy_process_group()
     return 0
 
