@@ -184,9 +184,11 @@ def _exchange(eng: Engine, kind: str, weighted: bool, local: Callable[[], tuple[
                           len(_ERRORS))] = 1
         vec[_BITMAP + eng.rank // _BITS] = 1 << (eng.rank % _BITS)
     out = eng.allreduce(vec)
-    n = int(out[_RANKS])
-    failed = [w * _BITS + b for w in range(-(-eng.size // _BITS))
-              for b in range(_BITS) if (int(out[_BITMAP + w]) >> b) & 1]
+    head = out[:_BITMAP + -(-eng.size // _BITS)].tolist()
+    n = head[_RANKS]
+    failed = [] if not head[_FAILED] else [
+        w * _BITS + b for w, bits in enumerate(head[_BITMAP:]) for b in range(_BITS)
+        if (bits >> b) & 1]
     if failure is not None:
         others = [r for r in failed if r != eng.rank]
         note = (f"l2fast: {kind}(comm=...) failed on rank {eng.rank} of {eng.size}"
@@ -200,8 +202,8 @@ def _exchange(eng: Engine, kind: str, weighted: bool, local: Callable[[], tuple[
         finally:  # no cycle exception -> traceback -> this frame -> exception,
             del failure  # which would keep the engine (a process group) alive
     if failed:
-        types = [t.__name__ for i, t in enumerate(_ERRORS) if out[_ETYPE + i]]
-        if out[_ETYPE + len(_ERRORS)]:
+        types = [t.__name__ for i, t in enumerate(_ERRORS) if head[_ETYPE + i]]
+        if head[_ETYPE + len(_ERRORS)]:
             types.append("another exception")
         who = (f"rank {failed[0]}" if len(failed) == 1
                else f"ranks {', '.join(map(str, failed))}")
@@ -210,7 +212,7 @@ def _exchange(eng: Engine, kind: str, weighted: bool, local: Callable[[], tuple[
                            f"own error says why), so there is no global sum"
                            + ("; this rank's own arrays were already scaled (the fused "
                               "pass runs before the sum over the ranks)" if wrote else ""))
-    if n * int(out[_SIG2]) != int(out[_SIG]) ** 2:
+    if n * head[_SIG2] != head[_SIG] ** 2:
         raise ValueError(f"{kind}(comm=...): the ranks made different l2fast calls on this "
                          f"comm (this rank: {kind}"
                          f"{' with multipliers' if weighted else ''}); every rank must make "
