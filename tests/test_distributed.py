@@ -283,3 +283,15 @@ def test_weighted_sum_is_exact_and_rounded_once():
         == np.inf
     with pytest.raises(ValueError, match=r"within \[2\^-100, 2\^100\]"):
         _distributed._data_of_weighted([(1e-40, big)])
+
+
+def test_torch_default_group_needs_init():
+    if not have_torch():
+        pytest.skip("torch is not installed")
+    import torch.distributed as dist
+
+    if not dist.is_available() or dist.is_initialized():
+        pytest.skip("torch.distributed unavailable, or initialised by another test")
+    with pytest.raises(RuntimeError, match="init_process_group first"):
+        l2fast.sum_squares(x, comm="torch")
+    assert dist.group.WORLD is None  # before init: comm=dist.group.WORLD is a local call
