@@ -108,6 +108,10 @@ class L2:
         holds a NaN or an Inf, before anything is written.
     batch_size : None
         Not used by any scale (an error if given: "batch" no longer needs it).
+    reproducible : bool, default False
+        As in `l2fast.sum_squares`: penalties from exact sums of squares
+        (per array when the multipliers differ), the same bits however the
+        values are split into arrays.
 
     Notes
     -----
@@ -144,7 +148,8 @@ class L2:
                  scale: Literal["samples", "params", "none", "batch"] = "samples", *,
                  m: Real | None = None, exclude: Exclude = None,
                  decay_mult: DecayMult = None, num_threads: Threads = None,
-                 check_finite: bool = False, batch_size: Real | None = None) -> None:
+                 check_finite: bool = False, batch_size: Real | None = None,
+                 reproducible: bool = False) -> None:
         if scale not in SCALES:
             known = "; ".join(f"{k!r}: {v}" for k, v in SCALES.items())
             raise ValueError(f"unknown scale {scale!r}; known scales are {known} (any other "
@@ -176,12 +181,14 @@ class L2:
         self.decay_mult = self._selector.decay_mult
         self.num_threads = checked_threads(num_threads)
         self.check_finite = bool(check_finite)
+        self.reproducible = bool(reproducible)
         self._origin: str | None = None
 
     @classmethod
     def from_convention(cls, value: Real, name: str, *, exclude: Exclude = None,
                         decay_mult: DecayMult = None, num_threads: Threads = None,
-                        check_finite: bool = False, **context: Real) -> L2:
+                        check_finite: bool = False, reproducible: bool = False,
+                        **context: Real) -> L2:
         r"""An `L2` whose c is `value` in any convention of `l2fast.conventions`.
 
         ``L2.from_convention(0.01, "keras")`` penalises as
@@ -197,7 +204,7 @@ class L2:
             The strength as the convention writes it.
         name : str
             A convention name (`l2fast.conventions.names()`) or scale name.
-        exclude, decay_mult, num_threads, check_finite
+        exclude, decay_mult, num_threads, check_finite, reproducible
             As in `L2`.
         **context : real number
             What the convention needs (``m``, ``N``, ``batch_size``, ``lr``,
@@ -214,7 +221,8 @@ class L2:
         """
         conv = lookup(name, "convention")
         kwargs: dict[str, Any] = dict(exclude=exclude, decay_mult=decay_mult,
-                                      num_threads=num_threads, check_finite=check_finite)
+                                      num_threads=num_threads, check_finite=check_finite,
+                                      reproducible=reproducible)
         if conv.name == "per_param" and context.get("N") is None:
             out = cls(value, "params", **kwargs)
         else:
@@ -336,9 +344,11 @@ class L2:
         c = self._coef(sel)
         if sel.mults is None:
             return 0.5 * c * sel.arrays.sum_squares(num_threads=self.num_threads,
-                                                    check_finite=self.check_finite)
+                                                    check_finite=self.check_finite,
+                                                    reproducible=self.reproducible)
         sums = sel.arrays.sum_squares(per_array=True, num_threads=self.num_threads,
-                                      check_finite=self.check_finite)
+                                      check_finite=self.check_finite,
+                                      reproducible=self.reproducible)
         return 0.5 * c * math.fsum(f * float(s) for f, s in zip(sel.mults, sums))
 
     def grad_(self, grads: Arrays, params: Arrays) -> None:
@@ -431,6 +441,7 @@ class L2:
         if len(steps) > 1:
             self._writable_first(sel)
         parts = [0.5 * cm * group.sum_squares_scale_(factor, num_threads=self.num_threads,
-                                                     check_finite=self.check_finite)
+                                                     check_finite=self.check_finite,
+                                                     reproducible=self.reproducible)
                  for factor, group, cm in steps]
         return parts[0] if len(parts) == 1 else math.fsum(parts)
