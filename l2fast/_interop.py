@@ -37,8 +37,9 @@ def _torch_tensor_type():
     return getattr(torch, "Tensor", None) if torch is not None else None
 
 
-def _torch_view(t, name):
-    """The NumPy view of a dense CPU float tensor (or nn.Parameter)."""
+def torch_view(t, name):
+    """The NumPy view of a dense CPU float tensor (or nn.Parameter), or
+    TypeError naming `name`."""
     torch = sys.modules["torch"]
     if t.device.type != "cpu":
         raise TypeError(f"{name}: the tensor is on device '{t.device}'; l2fast works on "
@@ -103,7 +104,7 @@ def as_array(obj, name, writeable):
                         f"bfloat16, float32 or float64, got {_describe(obj)}")
     tensor = _torch_tensor_type()
     if tensor is not None and isinstance(obj, tensor):
-        return _torch_view(obj, name)
+        return torch_view(obj, name)
     dlpack = hasattr(obj, "__dlpack__")
     if dlpack:
         _check_dlpack_device(obj, name)
