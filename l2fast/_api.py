@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _kernels
 from ._args import HasTable, listing, pairing, real, thread_count, work_table
+from ._clip import _clip, _global_norm
 from ._interop import BFLOAT16_BITS
 from ._table import INPLACE, INPLACE_LATER, READ, Table
 
@@ -379,6 +380,16 @@ class ParamList(HasTable):
                            check_finite: bool = False) -> float | Sums:
         """`sum_squares_scale_` of the arrays: sum of squares before w_i *= factor."""
         return _sum_scale(self._table, factor, per_array, num_threads, check_finite)
+
+    def global_norm(self, *, num_threads: Threads = None) -> float:
+        """`global_norm` of the arrays: sqrt(sum_i ||g_i||^2)."""
+        return _global_norm(self._table, num_threads)
+
+    def clip_grad_norm_(self, max_norm: Real, *, eps: Real = 1e-6,
+                        error_if_nonfinite: bool = False, num_threads: Threads = None) -> float:
+        """`clip_grad_norm_` of the arrays: g_i *= max_norm / (||g|| + eps) when
+        that is < 1; returns ||g|| before clipping."""
+        return _clip(self._table, max_norm, eps, error_if_nonfinite, num_threads)
 
     def add_scaled_(self, src: Arrays, alpha: Real, *, num_threads: Threads = None,
                     check_finite: bool = False) -> None:
