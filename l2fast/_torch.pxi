@@ -117,7 +117,13 @@ cdef int _note_written(Table t, object obj, Py_ssize_t i, bint plain) except -1:
         if t._subclassed is None:
             t._subclassed = []
         t._subclassed.append((i, obj))
-    if obj.is_inference():
+    try:  # a plain attribute read; only inference tensors have no version counter
+        obj._version
+    except RuntimeError:
+        inference = obj.is_inference()
+    else:
+        inference = False
+    if inference:
         if t._inference is None:
             t._inference = []
         t._inference.append(i)
