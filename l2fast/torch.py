@@ -74,8 +74,8 @@ def _table(tensors: list[torch.Tensor], labels: tuple[int, ...] | None, mode: in
 
 
 def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
-                   error_if_nonfinite: bool = False, foreach: bool | None = None
-                   ) -> torch.Tensor:
+                   error_if_nonfinite: bool = False, foreach: bool | None = None, *,
+                   num_threads: int | None = None) -> torch.Tensor:
     r"""The norm of `tensors` seen as one vector: ``torch.nn.utils.get_total_norm``.
 
     Parameters
@@ -89,6 +89,8 @@ def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
         Raise RuntimeError, as torch does, when the norm is NaN or Inf.
     foreach : bool or None
         Accepted for compatibility, and ignored: l2fast runs one kernel.
+    num_threads : int or None, default None
+        l2fast's threads, as in `l2fast.sum_squares` (not torch's).
 
     Returns
     -------
@@ -102,15 +104,15 @@ def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
         if not ts:
             return torch.tensor(0.0)
         table = _table(ts, None, READ)
-        total = _global_norm(table, None) if order == 2.0 else _inf_norm(ts)
+        total = _global_norm(table, num_threads) if order == 2.0 else _inf_norm(ts)
         if error_if_nonfinite and not math.isfinite(total):
             raise RuntimeError(NONFINITE.format(order=order))
         return torch.tensor(total, dtype=_norm_dtype(ts))
 
 
 def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False, foreach: bool | None = None
-                    ) -> torch.Tensor:
+                    error_if_nonfinite: bool = False, foreach: bool | None = None, *,
+                    num_threads: int | None = None) -> torch.Tensor:
     r"""Clip the gradients' total norm, in place: ``torch.nn.utils.clip_grad_norm_``.
 
     .. math:: g_i \leftarrow g_i \cdot \min\Big(\frac{\text{max\_norm}}{\|g\| + 10^{-6}}, 1\Big)
@@ -132,6 +134,8 @@ def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: flo
         makes every gradient NaN, an Inf norm multiplies them by 0.
     foreach : bool or None
         Accepted for compatibility, and ignored.
+    num_threads : int or None, default None
+        l2fast's threads, as in `l2fast.sum_squares` (not torch's).
 
     Returns
     -------
@@ -163,14 +167,14 @@ def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: flo
             return torch.tensor(0.0)
         table = _table(grads, positions, INPLACE)
         if order == 2.0:
-            total = _clip(table, float(max_norm), EPS, error_if_nonfinite, None)
+            total = _clip(table, float(max_norm), EPS, error_if_nonfinite, num_threads)
         else:
-            total = _clip_inf(table, grads, float(max_norm), error_if_nonfinite)
+            total = _clip_inf(table, grads, float(max_norm), error_if_nonfinite, num_threads)
         return torch.tensor(total, dtype=_norm_dtype(grads))
 
 
 def _clip_inf(table: Table, grads: list[torch.Tensor], max_norm: float,
-              error_if_nonfinite: bool) -> float:
+              error_if_nonfinite: bool, num_threads: int | None) -> float:
     """clip_grad_norm_ with norm_type=inf, on a table validated for writing."""
     if not max_norm >= 0:
         raise ValueError(f"max_norm must be >= 0, got {max_norm!r}")
@@ -179,6 +183,6 @@ def _clip_inf(table: Table, grads: list[torch.Tensor], max_norm: float,
         raise RuntimeError(NONFINITE.format(order=math.inf))
     coef = clip_coef(total, max_norm, EPS)
     if not coef >= 1.0:
-        _scale(table, coef, num_threads=thread_count(None))
+        _scale(table, coef, num_threads=thread_count(num_threads))
         table.wrote()
     return total

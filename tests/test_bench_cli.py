@@ -139,6 +139,44 @@ def test_small_arrays(report):
         assert max(r["calls_per_sample"] for r in run["results"]) > 1
 
 
+CLIP_ROWS = {
+    "global_norm": ["l2fast.global_norm(tensors)", "l2fast.torch.get_total_norm",
+                    "torch.nn.utils.get_total_norm", "torch._foreach_norm, norm of norms"],
+    "clip_grad_norm_": ["l2fast.clip_grad_norm_(grads)", "l2fast.torch.clip_grad_norm_(params)",
+                        "torch clip_grad_norm_(foreach=True)",
+                        "torch clip_grad_norm_(foreach=False)"],
+}
+
+
+def test_clipping(report):
+    """With torch: the model and 2,000 tensors of 64 x 32, each thread count;
+    global_norm and clip_grad_norm_ beside torch's, "× torch" against the
+    first torch row; l2fast's float64 norms exact to 1e-12, the 0-d tensors
+    of l2fast.torch and torch's to float32 rounding."""
+    rep, out, _ = report
+    if rep["settings"]["torch"] is None:
+        assert rep["clipping"] == []
+        return
+    runs = rep["clipping"]
+    assert [(r["model"], r["threads"], r["small"]) for r in runs] == [
+        ("tiny", 1, False), ("tiny", 2, False), ("2000 x 64x32", 1, True),
+        ("2000 x 64x32", 2, True)]
+    for run in runs:
+        size = 2000 * 64 * 32 if run["small"] else N
+        assert run["n_elements"] == size
+        for fn, labels in CLIP_ROWS.items():
+            rows = [r for r in run["results"] if r["function"] == fn]
+            assert [r["implementation"] for r in rows] == labels
+            torch_rows = [r for r in rows if r["family"] == "torch"]
+            for r in rows:
+                assert r["bytes"] == (1 if fn == "global_norm" else 3) * 4 * size
+                assert r["speedup"] == pytest.approx(torch_rows[0]["median_s"] / r["median_s"])
+                assert 0 <= r["rel_error"] <= (1e-12 if r["family"] == "l2fast" else 1e-6)
+                if not run["small"]:
+                    assert r["roof_share"] > 0
+    assert "× torch" in out and "2000 x 64x32 · float32 · 2,000 arrays" in out
+
+
 def test_table_printed(report):
     rep, out, _ = report
     assert "Memory roof, GB/s" in out
