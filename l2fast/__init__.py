@@ -17,6 +17,7 @@ in one call, with OpenMP kernels that release the GIL:
     show_config()                    build, OpenMP runtime, threads, SIMD
     L2(lam, scale), conventions      the λ scalings named, converted, applied
     reference                        the exact sum and a plain-NumPy twin of each
+    l2fast.torch                     torch's clip_grad_norm_ and get_total_norm (needs torch)
 
 How a call flows (docs/architecture.md has the whole note):
 

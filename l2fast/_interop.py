@@ -1,8 +1,12 @@
-"""Views of non-NumPy inputs: torch tensors, DLPack and buffer objects.
+"""Views of non-NumPy inputs: DLPack and buffer objects, torch tensors.
 
-Every input that is not a NumPy array passes through `as_array` once, while
-the call is validated.  It returns a NumPy array that *is* the object's
-memory, or raises TypeError naming the input: l2fast never works on a copy.
+Every input that is neither a NumPy array nor a plain torch tensor (those
+are read from their fields, see _torch.pxi) passes through `as_array` once,
+while the call is validated; so does a plain tensor the fields refuse, for
+its error message.  It returns a NumPy array that *is* the object's memory,
+or raises TypeError naming the input: l2fast never works on a copy.
+`torch_view` is also how a table shows its tensors as NumPy arrays
+(`ParamList.arrays`, the rare overlap confirmations).
 
 torch is never imported here.  A tensor can only exist once its program has
 imported torch, so ``sys.modules["torch"]`` is looked up, and only when an
