@@ -12,7 +12,7 @@ SUPPORTED: str
 
 @disjoint_base
 class Table:
-    def __new__(cls, arrays: tuple[Any, ...], names: tuple[str, ...] | None = None,
+    def __new__(cls, arrays: tuple[Any, ...], names: tuple[Any, ...] | None = None,
                 src: tuple[Any, ...] | None = None, mode: int = 0,
                 dst_label: str = "arrays", src_label: str = "src") -> Self: ...
     @property

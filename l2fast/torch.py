@@ -162,7 +162,7 @@ def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: flo
                               "will occur.", stacklevel=2)
         order = _order(norm_type)
         positions = tuple(i for i, p in enumerate(params) if p.grad is not None)
-        grads = [params[i].grad for i in positions]
+        grads: list[torch.Tensor] = [params[i].grad for i in positions]  # type: ignore[misc]
         if not grads:
             return torch.tensor(0.0)
         table = _table(grads, positions, INPLACE)
