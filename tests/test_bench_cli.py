@@ -5,13 +5,16 @@ tests take seconds; they check the structure and the consistency of the
 figures, never the speed."""
 import json
 import math
+import os
 import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 
+import l2fast
 from l2fast.bench import cli as bench
 
 SHAPES = {
@@ -26,6 +29,18 @@ SHAPES = {
 N = 300 * 500 + 500 + 64 * 27 + 7
 FUNCTIONS = ["sum_squares", "scale_", "add_scaled_", "sum_squares_scale_"]
 PASSES = {"sum_squares": 1, "scale_": 2, "add_scaled_": 3, "sum_squares_scale_": 2}
+
+
+def bench_env(**extra):
+    """The environment of a ``python -m l2fast bench`` run of this l2fast (a
+    source checkout is put first on PYTHONPATH: the run's working directory
+    is elsewhere, and another checkout may be installed in editable mode)."""
+    env = dict(os.environ, **extra)
+    package = Path(l2fast.__file__).resolve().parent
+    if "site-packages" not in package.parts and "dist-packages" not in package.parts:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package.parent),
+                                                          env.get("PYTHONPATH")]))
+    return env
 
 
 def png_size(path):
@@ -52,7 +67,7 @@ def report(tmp_path_factory):
         args += ["--plot", "out.png"]
     except ImportError:
         pass
-    env = dict(**__import__("os").environ, L2FAST_BENCH_ROOF_MIB="8")
+    env = bench_env(L2FAST_BENCH_ROOF_MIB="8")
     proc = subprocess.run(args, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""          # no progress bar when stderr is not a terminal
@@ -265,7 +280,7 @@ def test_16bit_dtypes(dtype, tmp_path):
     (tmp_path / "tiny.json").write_text(json.dumps(SHAPES))
     args = [sys.executable, "-m", "l2fast", "bench", "--shapes", "tiny.json", "--dtype", dtype,
             "--repeat", "1", "--no-small", "--json", "out.json"]
-    env = dict(**__import__("os").environ, L2FAST_BENCH_ROOF_MIB="8")
+    env = bench_env(L2FAST_BENCH_ROOF_MIB="8")
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
