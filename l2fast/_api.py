@@ -12,6 +12,8 @@ import numpy as np
 
 from . import _kernels
 from ._args import HasTable, listing, pairing, real, thread_count, work_table
+from ._clip import _clip, _global_norm
+from ._interop import BFLOAT16_BITS
 from ._partial import SumOfSquares
 from ._table import INPLACE, INPLACE_LATER, READ, Table
 
@@ -23,6 +25,13 @@ if TYPE_CHECKING:
 __all__ = ["sum_squares", "scale_", "add_scaled_", "sum_squares_scale_", "ParamList"]
 
 
+def _nonfinite(a: Any) -> bool:
+    """Does NumPy array `a` hold a NaN or an Inf?  (bfloat16 seen as bits too.)"""
+    if a.dtype is BFLOAT16_BITS:  # exponent all ones: Inf or NaN
+        return bool(np.any((a & 0x7F80) == 0x7F80))
+    return not np.isfinite(a).all()
+
+
 def _require_finite(table: Table, nt: int) -> None:
     """Raise FloatingPointError naming the first array with a NaN or an Inf.
 
@@ -30,7 +39,7 @@ def _require_finite(table: Table, nt: int) -> None:
     values are, except for float64 values over ~1.3e154, checked directly."""
     sums = _kernels.sum_squares(table, num_threads=nt, per_array=True)
     for i in np.flatnonzero(~np.isfinite(sums)).tolist():
-        if not np.isfinite(table.arrays[i]).all():
+        if _nonfinite(table.view(i)):
             name = repr(table.names[i]) if table.names is not None else i
             raise FloatingPointError(f"{table.dst_label}[{name}] has a non-finite value "
                                      "(NaN or Inf); no array was changed")
@@ -66,6 +75,7 @@ def _scale(t: Table, factor: Real, num_threads: Threads, check_finite: bool) -> 
         t.check_inplace()  # a bad array is reported before a bad value
         _require_finite(t, nt)
     _kernels.scale(t, f, num_threads=nt)
+    t.wrote()
 
 
 def _sum_scale(t: Table, factor: Real, per_array: bool, num_threads: Threads,
@@ -76,11 +86,15 @@ def _sum_scale(t: Table, factor: Real, per_array: bool, num_threads: Threads,
     if check_finite:
         t.check_inplace()
         _require_finite(t, nt)
+    result: float | Sums | SumOfSquares
     if state:
-        return SumOfSquares._from_kernel(
+        result = SumOfSquares._from_kernel(
             _kernels.sum_squares_scale(t, f, num_threads=nt, state=True))
-    return _kernels.sum_squares_scale(t, f, num_threads=nt, per_array=bool(per_array),
-                                      exact=bool(reproducible))
+    else:
+        result = _kernels.sum_squares_scale(t, f, num_threads=nt, per_array=bool(per_array),
+                                            exact=bool(reproducible))
+    t.wrote()
+    return result
 
 
 def _add(pair: Table, alpha: Real, num_threads: Threads, check_finite: bool) -> None:
@@ -90,6 +104,7 @@ def _add(pair: Table, alpha: Real, num_threads: Threads, check_finite: bool) -> 
         _require_finite(pair, nt)
         _require_finite(Table(pair.src, pair.names, None, READ, pair.src_label), nt)
     _kernels.add_scaled(pair, a, num_threads=nt)
+    pair.wrote()
 
 
 # ---------------------------------------------------------------------------
@@ -354,7 +369,7 @@ class ParamList(HasTable):
 
     @property
     def arrays(self) -> tuple[View, ...]:
-        return self._table.arrays
+        return self._table.views
 
     @property
     def names(self) -> tuple[str, ...] | None:
@@ -372,14 +387,14 @@ class ParamList(HasTable):
         return self._table.narrays
 
     def __iter__(self) -> Iterator[View]:
-        return iter(self._table.arrays)
+        return iter(self._table.views)
 
     @overload
     def __getitem__(self, i: SupportsIndex) -> View: ...
     @overload
     def __getitem__(self, i: slice) -> tuple[View, ...]: ...
     def __getitem__(self, i: SupportsIndex | slice) -> View | tuple[View, ...]:
-        return self._table.arrays[i]
+        return self._table.views[i]
 
     def __repr__(self) -> str:
         return f"ParamList({len(self)} arrays, size={self.size}, nbytes={self.nbytes})"
@@ -439,6 +454,16 @@ class ParamList(HasTable):
         """`sum_squares_scale_` of the arrays: sum of squares before w_i *= factor."""
         return _sum_scale(self._table, factor, per_array, num_threads, check_finite,
                           reproducible, partial)
+
+    def global_norm(self, *, num_threads: Threads = None) -> float:
+        """`global_norm` of the arrays: sqrt(sum_i ||g_i||^2)."""
+        return _global_norm(self._table, num_threads)
+
+    def clip_grad_norm_(self, max_norm: Real, *, eps: Real = 1e-6,
+                        error_if_nonfinite: bool = False, num_threads: Threads = None) -> float:
+        """`clip_grad_norm_` of the arrays: g_i *= max_norm / (||g|| + eps) when
+        that is < 1; returns ||g|| before clipping."""
+        return _clip(self._table, max_norm, eps, error_if_nonfinite, num_threads)
 
     def add_scaled_(self, src: Arrays, alpha: Real, *, num_threads: Threads = None,
                     check_finite: bool = False) -> None:

@@ -309,19 +309,21 @@ class L2:
             out.append((1.0 - step * cm, pl, cm))
         return out
 
-    def _writable_first(self, sel: Selection, views: Any = None) -> None:
+    def _writable_first(self, sel: Selection, grads: ParamList | None = None) -> None:
         """Before a call per group: ValueError for a read-only array (or a
-        gradient of another shape), FloatingPointError with check_finite, so
-        that no group is written when another one would fail."""
-        targets = sel.arrays.arrays if views is None else views
+        gradient of another shape), RuntimeError for a torch tensor autograd
+        forbids writing now, FloatingPointError with check_finite, so that no
+        group is written when another one would fail."""
+        targets = sel.arrays if grads is None else grads
         labels = sel.keys if sel.keys is not None else (sel.positions or range(sel.total))
-        for label, a, w in zip(labels, targets, sel.arrays.arrays):
+        for label, a, w in zip(labels, targets.arrays, sel.arrays.arrays):
             if a.shape != w.shape:
                 raise ValueError(f"grads[{label!r}] has shape {a.shape} but params[{label!r}] "
                                  f"has shape {w.shape}; nothing was changed")
             if not a.flags.writeable:
-                what = "params" if views is None else "grads"
+                what = "params" if grads is None else "grads"
                 raise ValueError(f"{what}[{label!r}] is read-only; nothing was changed")
+        targets._table.check_writable()
         if self.check_finite:
             sel.arrays.sum_squares(check_finite=True, num_threads=self.num_threads)
 
@@ -385,7 +387,7 @@ class L2:
                         check_finite=cf)
             return
         paired = Selector.grads(grads, sel)
-        self._writable_first(sel, ParamList(paired).arrays)
+        self._writable_first(sel, ParamList(paired))
         for mult, idx, group in sel.groups:
             add_scaled_(Selector.subset(paired, idx), group, c * mult, num_threads=nt,
                         check_finite=cf)
