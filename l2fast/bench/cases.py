@@ -94,9 +94,9 @@ class Case:
         return lambda: fn(ws, factor())
 
 
-def _l2fast(name):
-    """make() of l2fast's function `name`, with num_threads bound."""
-    return lambda threads: functools.partial(getattr(l2fast, name), num_threads=threads)
+def _l2fast(name, **kw):
+    """make() of l2fast's function `name`, with num_threads (and kw) bound."""
+    return lambda threads: functools.partial(getattr(l2fast, name), num_threads=threads, **kw)
 
 
 def _paramlist(name):
@@ -175,6 +175,9 @@ def _function_cases(function):
         own = [dataclasses.replace(own[0], label="l2fast.sum_squares(list)"),
                Case(function, "l2fast ParamList.sum_squares()", "l2fast", "l2fast_paramlist",
                     "l2fast ParamList", _paramlist(function), l2fast.ParamList)]
+    if function in ("sum_squares", "sum_squares_scale_"):  # the exact path
+        own.append(Case(function, f"l2fast.{function}(reproducible=True)", "l2fast",
+                        "l2fast_exact", "l2fast exact", _l2fast(function, reproducible=True)))
     numpy = [Case(function, label, "numpy", key, legend, _peer(fn))
              for label, key, legend, fn in _NUMPY[function]]
     label, key, fn = _TORCH[function]
