@@ -20,7 +20,7 @@ import pytest
 from l2fast import _kernels, reference
 from l2fast.bench.machine import thread_limits
 from l2fast.bench.workloads import (SHIPPED_MODELS, Workload, bytes_moved, shipped_shapes,
-                                    small_shapes, torch_available)
+                                    small_shapes, small_tensor_shapes, torch_available)
 
 MODELS = list(SHIPPED_MODELS)
 DTYPES = ["float32", "float64", "float16"]
@@ -60,6 +60,12 @@ def workload(request):
 def small_workload():
     """1,000 arrays of 64 float32."""
     return Workload(small_shapes(), np.float32)
+
+
+@pytest.fixture(scope="session")
+def small_tensor_workload():
+    """2,000 arrays of 64 x 32 float32 (the clipping comparison's small tensors)."""
+    return Workload(small_tensor_shapes(), np.float32)
 
 
 @pytest.fixture

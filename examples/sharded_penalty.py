@@ -15,7 +15,7 @@ which sums its shard's squares exactly, adds them over the ranks in one
 all-reduce of 124 int64 words, and decays its own slice in the
 same pass.  Every rank prints p as float.hex: the same bits on every rank,
 for K = 1, 2, 3, 4 ..., and (rank 0, --check) for the unsharded model in one
-process without comm.  Biases and LayerNorm weights are excluded by name:
+process without comm (reproducible=True: the exact sums).  Biases and LayerNorm weights are excluded by name:
 `no_decay_1d` cannot tell them apart on flat slices.
 
 Run:
@@ -104,7 +104,8 @@ def main():
 
     comm, rank, size = comm_of(args.backend)
     shapes = models.shapes(args.model)
-    reg = l2fast.L2(args.lam, "samples", m=args.m, exclude=EXCLUDE)
+    # reproducible=True: the unsharded run's sums are exact too (comm= always is)
+    reg = l2fast.L2(args.lam, "samples", m=args.m, exclude=EXCLUDE, reproducible=True)
     flat, views = shard(shapes, args.seed, rank, size)
     say(f"rank {rank}/{size}: {flat.size} of {sum(math.prod(s) for _, s in shapes)} "
         f"values, pieces of {len(views)} parameters")
@@ -131,7 +132,7 @@ def main():
             p = reg.penalty_decay_(whole, args.lr)
             say(f"unsharded step {step}: penalty {p.hex()} = {p!r}")
         say(f"unsharded after {args.steps} steps: sum of squares "
-            f"{l2fast.sum_squares(whole).hex()}")
+            f"{l2fast.sum_squares(whole, reproducible=True).hex()}")
 
     if args.backend != "mpi":
         import torch.distributed as dist

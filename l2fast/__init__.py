@@ -12,10 +12,13 @@ in one call, with OpenMP kernels that release the GIL:
     scale_(ws, c)                    w_i *= c
     add_scaled_(gs, ws, alpha)       g_i += alpha * w_i
     sum_squares_scale_(ws, c)        both of the first two, in one pass
+    global_norm(gs)                  sqrt(sum_i ||g_i||^2)
+    clip_grad_norm_(gs, max_norm)    g_i *= max_norm / (||g|| + eps) when < 1
     ParamList(ws)                    the same, validated once
     show_config()                    build, OpenMP runtime, threads, SIMD
     L2(lam, scale), conventions      the λ scalings named, converted, applied
     reference                        the exact sum and a plain-NumPy twin of each
+    l2fast.torch                     torch's clip_grad_norm_ and get_total_norm (needs torch)
 
 How a call flows (docs/architecture.md has the whole note):
 
@@ -26,6 +29,7 @@ How a call flows (docs/architecture.md has the whole note):
       -> _loops.h, _exact.h   every loop, per dtype, contiguous and strided
 """
 from ._api import ParamList, add_scaled_, scale_, sum_squares, sum_squares_scale_
+from ._clip import clip_grad_norm_, global_norm
 from ._config import show_config
 from ._partial import SumOfSquares
 from . import conventions
@@ -37,6 +41,8 @@ __all__ = [
     "scale_",
     "add_scaled_",
     "sum_squares_scale_",
+    "global_norm",
+    "clip_grad_norm_",
     "ParamList",
     "SumOfSquares",
     "show_config",

@@ -1,8 +1,12 @@
-"""Views of non-NumPy inputs: torch tensors, DLPack and buffer objects.
+"""Views of non-NumPy inputs: DLPack and buffer objects, torch tensors.
 
-Every input that is not a NumPy array passes through `as_array` once, while
-the call is validated.  It returns a NumPy array that *is* the object's
-memory, or raises TypeError naming the input: l2fast never works on a copy.
+Every input that is neither a NumPy array nor a plain torch tensor (those
+are read from their fields, see _torch.pxi) passes through `as_array` once,
+while the call is validated; so does a plain tensor the fields refuse, for
+its error message.  It returns a NumPy array that *is* the object's memory,
+or raises TypeError naming the input: l2fast never works on a copy.
+`torch_view` is also how a table shows its tensors as NumPy arrays
+(`ParamList.arrays`, the rare overlap confirmations).
 
 torch is never imported here.  A tensor can only exist once its program has
 imported torch, so ``sys.modules["torch"]`` is looked up, and only when an
@@ -37,8 +41,9 @@ def _torch_tensor_type():
     return getattr(torch, "Tensor", None) if torch is not None else None
 
 
-def _torch_view(t, name):
-    """The NumPy view of a dense CPU float tensor (or nn.Parameter)."""
+def torch_view(t, name):
+    """The NumPy view of a dense CPU float tensor (or nn.Parameter), or
+    TypeError naming `name`."""
     torch = sys.modules["torch"]
     if t.device.type != "cpu":
         raise TypeError(f"{name}: the tensor is on device '{t.device}'; l2fast works on "
@@ -103,7 +108,7 @@ def as_array(obj, name, writeable):
                         f"bfloat16, float32 or float64, got {_describe(obj)}")
     tensor = _torch_tensor_type()
     if tensor is not None and isinstance(obj, tensor):
-        return _torch_view(obj, name)
+        return torch_view(obj, name)
     dlpack = hasattr(obj, "__dlpack__")
     if dlpack:
         _check_dlpack_device(obj, name)

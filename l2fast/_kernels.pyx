@@ -3,11 +3,13 @@
 
 Every kernel here takes a validated `Table` (see _table.pyx), a thread
 count already resolved (see _args.thread_count), and runs without the GIL;
-the loops themselves are in _loops.h and _exact.h.  Sums of squares are
-exact: each piece's squares go into an integer accumulator (_acc.h) through
-float64 bins (_exact.h), the pieces' integers are added, and the total is
-rounded once to the nearest float64.  The result depends on the values
-alone: not on threads, schedule, order, cuts or layout.
+the loops themselves are in _loops.h and _exact.h.  Sums of squares come
+two ways.  By default: float64 lanes inside a piece, one float64 slot per
+piece, the slots folded in a fixed order -- bitwise the same for any thread
+count and schedule.  Exact (`exact=True`): each piece's squares go into an
+integer accumulator (_acc.h) through float64 bins (_exact.h), the pieces'
+integers are added, and the total is rounded once to the nearest float64 --
+a function of the values alone, not of threads, order, cuts or layout.
 """
 from libc.stdint cimport int64_t, int32_t
 from libc.stdlib cimport malloc, free
@@ -45,6 +47,7 @@ cdef extern from "_loops.h" nogil:
         SCALE "L2F_SCALE"
         ADD "L2F_ADD"
     double l2f_apply(int op, const Piece* c, double f)
+    double l2f_sum_slots(const double* x, int64_t n)
 
 cdef extern from "_exact.h" nogil:
     enum: ACC_WORDS "L2F_ACC_WORDS"
@@ -75,13 +78,15 @@ PARALLEL_MIN_SIZE = 2 * CHUNK
 cdef int64_t _parallel_min = PARALLEL_MIN_SIZE
 
 
-cdef void _run(Table t, int op, double f, Part* parts, int nthreads) noexcept nogil:
+cdef void _run(Table t, int op, double f, double* slots, Part* parts,
+               int nthreads) noexcept nogil:
     """Apply `op` to every piece of `t`, one parallel loop over its items;
-    the exact sums of a summing op go to parts[piece]."""
+    the sums of a summing op go to slots[piece], or exact to parts[piece]."""
     cdef const Piece* pieces = t.pieces
     cdef const int64_t* items = t.items
     cdef Py_ssize_t nitems = t.nitems, k
     cdef int64_t c
+    cdef double s
     cdef bint threaded
     if nthreads > nitems:
         nthreads = <int> nitems
@@ -99,12 +104,38 @@ cdef void _run(Table t, int op, double f, Part* parts, int nthreads) noexcept no
             if parts != NULL:
                 l2f_apply_exact(op, &pieces[c], f, &parts[c])
             else:
-                l2f_apply(op, &pieces[c], f)
+                s = l2f_apply(op, &pieces[c], f)
+                if slots != NULL:
+                    slots[c] = s
 
 
-cdef object _sums(Table t, int op, double f, int nthreads, bint per_array, bint state):
-    """Run a summing op; return the total, one float64 per array, or (state)
-    the total's exact accumulator as int64 words."""
+cdef object _sums(Table t, int op, double f, int nthreads, bint per_array):
+    """Run a summing op; return the total (fixed-order fold), or one float64
+    per array."""
+    cdef Py_ssize_t npieces = t.npieces, c
+    cdef double total
+    cdef double* slots = <double*> malloc(max(1, npieces) * sizeof(double))
+    cdef double[::1] out
+    if slots == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            _run(t, op, f, slots, NULL, nthreads)
+            total = l2f_sum_slots(slots, npieces)
+        if not per_array:
+            return total
+        result = np.zeros(t.narrays, dtype=np.float64)
+        out = result
+        for c in range(npieces):
+            out[t.pieces[c].arr] += slots[c]
+        return result
+    finally:
+        free(slots)
+
+
+cdef object _exact_sums(Table t, int op, double f, int nthreads, bint per_array, bint state):
+    """Run a summing op exactly; return the total, one float64 per array, or
+    (state) the total's exact accumulator as int64 words."""
     cdef Py_ssize_t npieces = t.npieces, c, first = 0
     cdef Part* parts = <Part*> malloc(max(1, npieces) * sizeof(Part))
     cdef int64_t[::1] w
@@ -116,7 +147,7 @@ cdef object _sums(Table t, int op, double f, int nthreads, bint per_array, bint 
         parts[c].spill = NULL
     try:
         with nogil:
-            _run(t, op, f, parts, nthreads)
+            _run(t, op, f, NULL, parts, nthreads)
         for c in range(npieces):
             if parts[c].n < 0:
                 raise MemoryError()
@@ -154,31 +185,36 @@ def state_value(const int64_t[::1] w):
     return l2f_acc_value(&w[0], ACC_DIGITS - 1)
 
 
-def sum_squares(Table t, *, int num_threads, bint per_array=False, bint state=False):
-    """sum_i ||t.arrays[i]||^2 rounded once to float64 (or per array, or the
-    exact state)."""
-    return _sums(t, SSQ, 0.0, num_threads, per_array, state)
+def sum_squares(Table t, *, int num_threads, bint per_array=False, bint exact=False,
+                bint state=False):
+    """sum_i ||t.arrays[i]||^2 in float64 (or per array); `exact`: the exact
+    sum rounded once; `state`: the exact sum's accumulator words."""
+    if exact or state:
+        return _exact_sums(t, SSQ, 0.0, num_threads, per_array, state)
+    return _sums(t, SSQ, 0.0, num_threads, per_array)
 
 
 def sum_squares_scale(Table t, double factor, *, int num_threads, bint per_array=False,
-                      bint state=False):
+                      bint exact=False, bint state=False):
     """One pass: the sum of squares before scaling, and w *= factor."""
     _writable(t, False)
-    return _sums(t, SSQ_SCALE, factor, num_threads, per_array, state)
+    if exact or state:
+        return _exact_sums(t, SSQ_SCALE, factor, num_threads, per_array, state)
+    return _sums(t, SSQ_SCALE, factor, num_threads, per_array)
 
 
 def scale(Table t, double factor, *, int num_threads):
     """w *= factor for every array of t."""
     _writable(t, False)
     with nogil:
-        _run(t, SCALE, factor, NULL, num_threads)
+        _run(t, SCALE, factor, NULL, NULL, num_threads)
 
 
 def add_scaled(Table t, double alpha, *, int num_threads):
     """dst += alpha * src for every pair of t."""
     _writable(t, True)
     with nogil:
-        _run(t, ADD, alpha, NULL, num_threads)
+        _run(t, ADD, alpha, NULL, NULL, num_threads)
 
 
 cdef int _writable(Table t, bint pair) except -1:

@@ -160,7 +160,7 @@ class Selection:
             for i, f in enumerate(mults):
                 by_value.setdefault(f, []).append(i)
             self.groups = tuple(
-                (f, tuple(idx), ParamList._labelled(_pick(arrays.arrays, idx),
+                (f, tuple(idx), ParamList._labelled(_pick(arrays._table.arrays, idx),
                                                     _pick(keys if keys is not None
                                                           else tuple(labels), idx)))
                 for f, idx in by_value.items())

@@ -101,7 +101,7 @@ static inline double l2f_fold(double *acc, int lanes)
 }
 
 /* Sum x[0:n] by pairwise halving: fixed order, error O(log n). */
-static inline double l2f_sum_slots(const double *x, int64_t n)
+static double l2f_sum_slots(const double *x, int64_t n)
 {
     if (n <= 8) {
         double s = 0.0;

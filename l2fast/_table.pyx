@@ -2,15 +2,21 @@
 """Validation of a ragged list of arrays, and the work table the kernels run on.
 
 Everything here runs with the GIL, once, before any kernel: a call that is
-rejected raises before a single element is read or written.
+rejected raises before a single element is read or written.  Each array is
+read into a `Layout` (pointer, dtype code, element count, and shape and
+strides in elements when needed): from a NumPy array, or straight from a
+torch tensor's fields (_torch.pxi), without a NumPy view.  Pieces, extents
+and overlap checks are made from the Layout alone.
 """
 cimport numpy as cnp
 from libc.stdint cimport int64_t, int32_t, uint8_t, uintptr_t
 from libc.stdlib cimport malloc, realloc, free, qsort
 
+import sys
+
 import numpy as np
 
-from l2fast._interop import as_array, BFLOAT16_BITS as _BFLOAT16_BITS
+from l2fast._interop import as_array, torch_view, BFLOAT16_BITS as _BFLOAT16_BITS
 
 cnp.import_array()
 
@@ -26,7 +32,7 @@ INPLACE_LATER = MODE_INPLACE_LATER
 # and each code's item size.  Adding a dtype: a row here and in _loops.h.
 # bfloat16 has no NumPy type number of its own: ml_dtypes registers one at
 # import (added here when first seen), and a torch bfloat16 tensor is viewed
-# as uint16 under BFLOAT16_BITS (see _interop).
+# as uint16 under BFLOAT16_BITS (see _interop).  torch dtypes: _torch.pxi.
 cdef dict _DTYPE_CODES = {cnp.NPY_FLOAT: L2F_F32, cnp.NPY_DOUBLE: L2F_F64,
                           np.dtype(np.float16).num: L2F_F16}
 cdef int _USERDEF = 256  # NPY_USERDEF: the first type number of a registered dtype
@@ -60,54 +66,64 @@ cdef str label(str base, tuple names, Py_ssize_t i):
     return f"{base}[{names[i]!r}]"
 
 
+cdef str _name(Table t, int role, Py_ssize_t i):
+    """How errors name operand `role` (0: dst, 1: src) of pair i."""
+    return label(t.src_label if role else t.dst_label, t.names, i)
+
+
+include "_layout.pxi"
 include "_overlap.pxi"
+include "_torch.pxi"
 
 cdef object _masked = None
 
 
-cdef tuple _as_arrays(tuple arrays, str base, tuple names, bint writeable):
-    """`arrays` with every non-ndarray replaced by its view from `as_array`
-    (torch tensors, DLPack and buffer objects), which raises TypeError
-    rather than copy."""
+cdef tuple _as_arrays(Table t, tuple arrays, int role):
+    """`arrays` with every input that is neither an ndarray nor a plain torch
+    tensor replaced by its view from `as_array` (DLPack and buffer objects,
+    tensor subclasses), which raises TypeError rather than copy.  Plain
+    tensors are read later, from their fields."""
     cdef Py_ssize_t i, n = len(arrays)
     cdef list out = None
+    cdef bint write = role == 0 and t.mode != MODE_READ
     for i in range(n):
-        if not cnp.PyArray_Check(arrays[i]):
-            if out is None:
-                out = list(arrays)
-            out[i] = as_array(arrays[i], label(base, names, i), writeable)
+        obj = arrays[i]
+        if cnp.PyArray_Check(obj) or plain_tensor(obj):
+            continue
+        if out is None:
+            out = list(arrays)
+        out[i] = as_array(obj, _name(t, role, i), write)
+        if write and is_tensor(obj):  # a subclass: its checks and version counter
+            _note_written(t, obj, i, False)
     return arrays if out is None else tuple(out)
 
 
-cdef int check_array(object a, str name, bint writeable) except -1:
+cdef int check_array(object a, Table t, int role, Py_ssize_t i, bint writeable) except -1:
     """Raise unless `a` is an array the kernels can use without a copy."""
     global _masked
     if not cnp.PyArray_Check(a):
         raise TypeError(
-            f"{name}: expected a NumPy array of {SUPPORTED}, got "
+            f"{_name(t, role, i)}: expected a NumPy array of {SUPPORTED}, got "
             f"{type(a).__module__}.{type(a).__qualname__}")
     if type(a) is not np.ndarray:
         if _masked is None:
             _masked = np.ma.MaskedArray
         if isinstance(a, _masked):
-            raise TypeError(f"{name}: masked arrays are not supported (the mask would be "
-                            "ignored); pass the .data array, or fill the masked values")
+            raise TypeError(f"{_name(t, role, i)}: masked arrays are not supported (the mask "
+                            "would be ignored); pass the .data array, or fill the masked values")
     cdef cnp.ndarray arr = <cnp.ndarray> a
     if dtype_code(arr) < 0 or not cnp.PyArray_ISNOTSWAPPED(arr):
         raise TypeError(
-            f"{name}: dtype {arr.dtype.str} ({arr.dtype}) is not supported; expected "
-            f"{SUPPORTED} in native byte order")
+            f"{_name(t, role, i)}: dtype {arr.dtype.str} ({arr.dtype}) is not supported; "
+            f"expected {SUPPORTED} in native byte order")
     if not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name}: the array is not aligned to its dtype; the kernels need "
-                         "aligned memory (np.require(a, requirements='A') makes an aligned copy)")
+        raise ValueError(f"{_name(t, role, i)}: the array is not aligned to its dtype; the "
+                         "kernels need aligned memory (np.require(a, requirements='A') makes "
+                         "an aligned copy)")
     if writeable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name} is read-only; an in-place call needs a writeable array "
-                         "(no array was changed)")
+        raise ValueError(f"{_name(t, role, i)} is read-only; an in-place call needs a "
+                         "writeable array (no array was changed)")
     return 0
-
-
-cdef inline int64_t _abs(int64_t x) noexcept nogil:
-    return -x if x < 0 else x
 
 
 cdef class Table:
@@ -115,11 +131,12 @@ cdef class Table:
 
     Parameters
     ----------
-    arrays : tuple of ndarray
-        The primary (written, for in-place calls) operand.
+    arrays : tuple
+        The primary (written, for in-place calls) operand: NumPy arrays,
+        torch tensors (read from their fields), or objects `as_array` views.
     names : tuple of str or None
         Names used in error messages instead of indices.
-    src : tuple of ndarray or None
+    src : tuple or None
         Second operand, paired with `arrays` element for element.
     mode : int
         READ, INPLACE or INPLACE_LATER.
@@ -127,45 +144,51 @@ cdef class Table:
 
     def __cinit__(self, tuple arrays, tuple names=None, tuple src=None, int mode=READ,
                   str dst_label="arrays", str src_label="src"):
-        cdef Py_ssize_t i, n = len(arrays)
+        cdef Py_ssize_t i, n = len(arrays), next_ = 0, self_overlap = -1
         cdef Extent* ext = NULL
-        cdef Py_ssize_t next_ = 0
         cdef bint pair = src is not None
         cdef bint write = mode != READ
-        arrays = _as_arrays(arrays, dst_label, names, write)
-        if pair:
-            src = _as_arrays(src, src_label, names, False)
-        self.arrays = arrays
-        self.src = src
+        cdef Layout la, lb
         self.names = names
         self.dst_label = dst_label
         self.src_label = src_label
         self.narrays = n
         self.overlap = None
         self.mode = mode
+        arrays = _as_arrays(self, arrays, 0)
+        if pair:
+            src = _as_arrays(self, src, 1)
+        self.arrays = arrays
+        self.src = src
         if pair and len(src) != n:
             raise ValueError(f"{dst_label} has {n} arrays but {src_label} has {len(src)}")
-        for i in range(n):
-            check_array(arrays[i], label(self.dst_label, names, i), mode == INPLACE)
-            if pair:
-                check_array(src[i], label(src_label, names, i), False)
-                if (<object> arrays[i]).shape != (<object> src[i]).shape:
-                    raise ValueError(
-                        f"{label(self.dst_label, names, i)} has shape {arrays[i].shape} but "
-                        f"{label(src_label, names, i)} has shape {src[i].shape}")
         if write:
             ext = <Extent*> malloc(max(1, 2 * n) * sizeof(Extent))
             if ext == NULL:
                 raise MemoryError()
         try:
             for i in range(n):
-                self._add(arrays[i], src[i] if pair else None, <int32_t> i)
+                self._layout(arrays[i], &la, 0, i, pair)
+                if pair:
+                    self._layout(src[i], &lb, 1, i, True)
+                    if not _same_shape(&la, &lb):
+                        raise ValueError(f"{_name(self, 0, i)} has shape {_shape_text(&la)} "
+                                         f"but {_name(self, 1, i)} has shape {_shape_text(&lb)}")
+                self._add(&la, &lb if pair else NULL, <int32_t> i)
                 if write:
-                    next_ += _extent(arrays[i], i, 0, &ext[next_])
+                    if self_overlap < 0 and _self_overlaps(&la):
+                        self_overlap = i
+                    next_ += _extent(&la, i, 0, &ext[next_])
                     if pair:
-                        next_ += _extent(src[i], i, 1, &ext[next_])
+                        next_ += _extent(&lb, i, 1, &ext[next_])
+                        if la.size > 0:  # both extents were just added
+                            ext[next_ - 1].twin = ext[next_ - 2].twin = _twin(&la, &lb)
             if write:
-                self.overlap = _find_overlap(self, ext, next_)
+                _collect_written(self)
+            if mode == MODE_INPLACE:
+                check_torch_writes(self)
+            if write:
+                self.overlap = _find_overlap(self, ext, next_, self_overlap)
         finally:
             free(ext)
         if mode == INPLACE and self.overlap is not None:
@@ -184,19 +207,66 @@ cdef class Table:
     def nitems(self):
         return self.nitems
 
+    def view(self, Py_ssize_t i, int role=0):
+        """Operand `role` (0: arrays, 1: src) of pair i as a NumPy array: itself,
+        or a view of a torch tensor's memory."""
+        obj = self.src[i] if role else self.arrays[i]
+        return obj if cnp.PyArray_Check(obj) else torch_view(obj, _name(self, role, i))
+
+    @property
+    def views(self):
+        """`arrays` as NumPy arrays (torch tensors viewed, made once)."""
+        if self._views is None:
+            self._views = tuple([self.view(i) for i in range(self.narrays)])
+        return self._views
+
+    @property
+    def tensors_written(self):
+        """The torch tensors an in-place call on this table writes (a tuple)."""
+        return tuple(self._written) if self._written is not None else ()
+
     def check_inplace(self):
         """Raise as an in-place call on these arrays would, or return None.
 
-        Writeability is read again: a flag cleared since the table was made counts.
+        Writeability is read again: a flag cleared since the table was made
+        counts; so are torch's grad mode and each tensor's requires_grad now.
         """
+        self.check_writable()
+        if self.overlap is not None:
+            raise ValueError(self.overlap)
+
+    def check_writable(self):
+        """`check_inplace` without the overlap check."""
         cdef Py_ssize_t i
         if self.mode == READ:
             raise ValueError("this table was validated for reading only")
         for i in range(self.narrays):
-            if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray> self.arrays[i]):
-                check_array(self.arrays[i], label(self.dst_label, self.names, i), True)
-        if self.overlap is not None:
-            raise ValueError(self.overlap)
+            a = self.arrays[i]
+            if cnp.PyArray_Check(a) and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray> a):
+                check_array(a, self, 0, i, True)
+        check_torch_writes(self)
+
+    def wrote(self):
+        """Tell autograd that the torch tensors of this table were changed in
+        place: bump their version counters, as torch's own in-place ops do."""
+        if self._written is not None:
+            bump_versions(self._written)
+
+    cdef int _layout(self, object obj, Layout* out, int role, Py_ssize_t i,
+                     bint dims) except -1:
+        """Check operand `role` of pair i and read it into `out` (shape and
+        strides too when `dims`)."""
+        cdef bint write = role == 0 and self.mode != MODE_READ
+        if cnp.PyArray_Check(obj):
+            check_array(obj, self, role, i, role == 0 and self.mode == MODE_INPLACE)
+            return _numpy_layout(<cnp.ndarray> obj, out, dims)
+        if not tensor_layout(obj, out, dims):  # refused: say why, as as_array would
+            as_array(obj, _name(self, role, i), write)
+            raise TypeError(f"{_name(self, role, i)}: cannot use this "
+                            f"{type(obj).__qualname__} without a copy")
+        if write:
+            _note_written(self, obj, i, True)
+        return 0
 
     cdef int _push(self, char* dst, const char* src, int64_t n, int64_t dst_stride,
                    int64_t src_stride, int32_t arr, int dst_dtype, int src_dtype) except -1:
@@ -231,40 +301,31 @@ cdef class Table:
             self.src_nbytes += n * src_size
         return 0
 
-    cdef int _add(self, object dst, object src, int32_t idx) except -1:
-        """Describe array `idx` (and its partner `src`, or None) as runs."""
-        cdef cnp.ndarray a = <cnp.ndarray> dst
-        cdef cnp.ndarray b = <cnp.ndarray> src if src is not None else None
-        cdef int dst_dtype = dtype_code(a)
-        cdef int src_dtype = dtype_code(b) if b is not None else dst_dtype
-        cdef int64_t total = cnp.PyArray_SIZE(a)
-        if total == 0:
+    cdef int _add(self, Layout* a, Layout* b, int32_t idx) except -1:
+        """Describe array `idx` (and its partner `b`, or NULL) as runs: one
+        run when both are contiguous in the same order, else `_add_strided`."""
+        if a.size == 0:
             return 0
-        if b is None:
-            if cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a):
-                return self._push(<char*> cnp.PyArray_DATA(a), NULL, total, 1, 1, idx,
-                                  dst_dtype, src_dtype)
-        elif ((cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_IS_C_CONTIGUOUS(b)) or
-              (cnp.PyArray_IS_F_CONTIGUOUS(a) and cnp.PyArray_IS_F_CONTIGUOUS(b))):
-            return self._push(<char*> cnp.PyArray_DATA(a), <char*> cnp.PyArray_DATA(b),
-                              total, 1, 1, idx, dst_dtype, src_dtype)
-        return self._add_strided(a, b, idx, dst_dtype, src_dtype)
+        if b == NULL:
+            if a.contig:
+                return self._push(a.data, NULL, a.size, 1, 1, idx, a.dtype, a.dtype)
+        elif a.contig & b.contig:
+            return self._push(a.data, b.data, a.size, 1, 1, idx, a.dtype, b.dtype)
+        return self._add_strided(a, b, idx)
 
-    cdef int _add_strided(self, object dst, object src, int32_t idx, int dst_dtype,
-                          int src_dtype) except -1:
+    cdef int _add_strided(self, Layout* a, Layout* b, int32_t idx) except -1:
         """A general layout: the fewest dimensions that describe both operands
         (see `_dimensions`, then dimensions that are one run in both are
         merged), and one run per position of the outer dimensions."""
-        cdef cnp.ndarray a = <cnp.ndarray> dst
-        cdef cnp.ndarray b = <cnp.ndarray> src if src is not None else None
-        cdef int64_t shp[64]
-        cdef int64_t sa[64]
-        cdef int64_t sb[64]
-        cdef int64_t ctr[64]
+        cdef int64_t shp[MAXDIMS]
+        cdef int64_t sa[MAXDIMS]
+        cdef int64_t sb[MAXDIMS]
+        cdef int64_t ctr[MAXDIMS]
         cdef int64_t offa = 0, offb = 0
-        cdef int64_t isa = _ITEMSIZE[dst_dtype], isb = _ITEMSIZE[src_dtype]
-        cdef char* pa = <char*> cnp.PyArray_DATA(a)
-        cdef char* pb = <char*> cnp.PyArray_DATA(b) if b is not None else NULL
+        cdef int src_dtype = b.dtype if b != NULL else a.dtype
+        cdef int64_t isa = _ITEMSIZE[a.dtype], isb = _ITEMSIZE[src_dtype]
+        cdef char* pa = a.data
+        cdef char* pb = b.data if b != NULL else NULL
         cdef int m = _dimensions(a, b, shp, sa, sb, &pa, &pb), d, e = 0
         for d in range(1, m):  # fold dim d into e when contiguous with it
             if sa[e] == sa[d] * shp[d] and sb[e] == sb[d] * shp[d]:
@@ -279,7 +340,7 @@ cdef class Table:
             ctr[d] = 0
         while True:
             self._push(pa + offa * isa, pb + offb * isb if pb != NULL else NULL,
-                       shp[m - 1], sa[m - 1], sb[m - 1], idx, dst_dtype, src_dtype)
+                       shp[m - 1], sa[m - 1], sb[m - 1], idx, a.dtype, src_dtype)
             d = m - 2
             while d >= 0:  # the next position of the outer dimensions
                 ctr[d] += 1
@@ -311,42 +372,3 @@ cdef class Table:
         self.nitems = k + 1 if self.npieces > 0 else 0
         self.items[self.nitems] = self.npieces
         return 0
-
-
-cdef int _dimensions(cnp.ndarray a, cnp.ndarray b, int64_t* shp, int64_t* sa,
-                     int64_t* sb, char** pa, char** pb) except -1:
-    """The dimensions of a (and its partner b, or None) that matter to
-    elementwise work, outermost first; return how many.
-
-    Unit dimensions are dropped; reversed ones are walked forwards (*pa and
-    *pb move to their other end), as elementwise work does not care about
-    the order; the rest are sorted by descending |sa| + |sb|, so that the
-    innermost dimension has the smallest strides in both operands and
-    operands of different layouts still make long runs.  Strides are in
-    elements; sb is 0 without b.
-    """
-    cdef int nd = cnp.PyArray_NDIM(a), m = 0, d, e
-    cdef int64_t isa = cnp.PyArray_ITEMSIZE(a), isb = cnp.PyArray_ITEMSIZE(b) if b is not None else 1
-    cdef cnp.npy_intp* dims = cnp.PyArray_DIMS(a)
-    cdef cnp.npy_intp* stra = cnp.PyArray_STRIDES(a)
-    cdef cnp.npy_intp* strb = cnp.PyArray_STRIDES(b) if b is not None else NULL
-    for d in range(nd):
-        if dims[d] != 1:
-            shp[m] = dims[d]
-            sa[m] = stra[d] // isa
-            sb[m] = strb[d] // isb if b is not None else 0
-            if sa[m] + sb[m] < 0:
-                pa[0] += (shp[m] - 1) * sa[m] * isa
-                if b is not None:
-                    pb[0] += (shp[m] - 1) * sb[m] * isb
-                sa[m] = -sa[m]
-                sb[m] = -sb[m]
-            m += 1
-    for d in range(1, m):  # insertion sort: stable, and m is small
-        e = d
-        while e > 0 and _abs(sa[e - 1]) + _abs(sb[e - 1]) < _abs(sa[e]) + _abs(sb[e]):
-            shp[e], shp[e - 1] = shp[e - 1], shp[e]
-            sa[e], sa[e - 1] = sa[e - 1], sa[e]
-            sb[e], sb[e - 1] = sb[e - 1], sb[e]
-            e -= 1
-    return m

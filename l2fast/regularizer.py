@@ -109,6 +109,10 @@ class L2:
         holds a NaN or an Inf, before anything is written.
     batch_size : None
         Not used by any scale (an error if given: "batch" no longer needs it).
+    reproducible : bool, default False
+        As in `l2fast.sum_squares`: penalties from exact sums of squares
+        (per array when the multipliers differ), the same bits however the
+        values are split into arrays.
 
     Notes
     -----
@@ -145,7 +149,8 @@ class L2:
                  scale: Literal["samples", "params", "none", "batch"] = "samples", *,
                  m: Real | None = None, exclude: Exclude = None,
                  decay_mult: DecayMult = None, num_threads: Threads = None,
-                 check_finite: bool = False, batch_size: Real | None = None) -> None:
+                 check_finite: bool = False, batch_size: Real | None = None,
+                 reproducible: bool = False) -> None:
         if scale not in SCALES:
             known = "; ".join(f"{k!r}: {v}" for k, v in SCALES.items())
             raise ValueError(f"unknown scale {scale!r}; known scales are {known} (any other "
@@ -177,12 +182,14 @@ class L2:
         self.decay_mult = self._selector.decay_mult
         self.num_threads = checked_threads(num_threads)
         self.check_finite = bool(check_finite)
+        self.reproducible = bool(reproducible)
         self._origin: str | None = None
 
     @classmethod
     def from_convention(cls, value: Real, name: str, *, exclude: Exclude = None,
                         decay_mult: DecayMult = None, num_threads: Threads = None,
-                        check_finite: bool = False, **context: Real) -> L2:
+                        check_finite: bool = False, reproducible: bool = False,
+                        **context: Real) -> L2:
         r"""An `L2` whose c is `value` in any convention of `l2fast.conventions`.
 
         ``L2.from_convention(0.01, "keras")`` penalises as
@@ -198,7 +205,7 @@ class L2:
             The strength as the convention writes it.
         name : str
             A convention name (`l2fast.conventions.names()`) or scale name.
-        exclude, decay_mult, num_threads, check_finite
+        exclude, decay_mult, num_threads, check_finite, reproducible
             As in `L2`.
         **context : real number
             What the convention needs (``m``, ``N``, ``batch_size``, ``lr``,
@@ -215,7 +222,8 @@ class L2:
         """
         conv = lookup(name, "convention")
         kwargs: dict[str, Any] = dict(exclude=exclude, decay_mult=decay_mult,
-                                      num_threads=num_threads, check_finite=check_finite)
+                                      num_threads=num_threads, check_finite=check_finite,
+                                      reproducible=reproducible)
         if conv.name == "per_param" and context.get("N") is None:
             out = cls(value, "params", **kwargs)
         else:
@@ -302,19 +310,21 @@ class L2:
             out.append((1.0 - step * cm, pl, cm))
         return out
 
-    def _writable_first(self, sel: Selection, views: Any = None) -> None:
+    def _writable_first(self, sel: Selection, grads: ParamList | None = None) -> None:
         """Before a call per group: ValueError for a read-only array (or a
-        gradient of another shape), FloatingPointError with check_finite, so
-        that no group is written when another one would fail."""
-        targets = sel.arrays.arrays if views is None else views
+        gradient of another shape), RuntimeError for a torch tensor autograd
+        forbids writing now, FloatingPointError with check_finite, so that no
+        group is written when another one would fail."""
+        targets = sel.arrays if grads is None else grads
         labels = sel.keys if sel.keys is not None else (sel.positions or range(sel.total))
-        for label, a, w in zip(labels, targets, sel.arrays.arrays):
+        for label, a, w in zip(labels, targets.arrays, sel.arrays.arrays):
             if a.shape != w.shape:
                 raise ValueError(f"grads[{label!r}] has shape {a.shape} but params[{label!r}] "
                                  f"has shape {w.shape}; nothing was changed")
             if not a.flags.writeable:
-                what = "params" if views is None else "grads"
+                what = "params" if grads is None else "grads"
                 raise ValueError(f"{what}[{label!r}] is read-only; nothing was changed")
+        targets._table.check_writable()
         if self.check_finite:
             sel.arrays.sum_squares(check_finite=True, num_threads=self.num_threads)
 
@@ -343,9 +353,11 @@ class L2:
         c = self._coef(sel)
         if sel.mults is None:
             return 0.5 * c * sel.arrays.sum_squares(num_threads=self.num_threads,
-                                                    check_finite=self.check_finite)
+                                                    check_finite=self.check_finite,
+                                                    reproducible=self.reproducible)
         sums = sel.arrays.sum_squares(per_array=True, num_threads=self.num_threads,
-                                      check_finite=self.check_finite)
+                                      check_finite=self.check_finite,
+                                      reproducible=self.reproducible)
         return 0.5 * c * math.fsum(f * float(s) for f, s in zip(sel.mults, sums))
 
     def grad_(self, grads: Arrays, params: Arrays) -> None:
@@ -382,7 +394,7 @@ class L2:
                         check_finite=cf)
             return
         paired = Selector.grads(grads, sel)
-        self._writable_first(sel, ParamList(paired).arrays)
+        self._writable_first(sel, ParamList(paired))
         for mult, idx, group in sel.groups:
             add_scaled_(Selector.subset(paired, idx), group, c * mult, num_threads=nt,
                         check_finite=cf)
@@ -443,6 +455,7 @@ class L2:
         if len(steps) > 1:
             self._writable_first(sel)
         parts = [0.5 * cm * group.sum_squares_scale_(factor, num_threads=self.num_threads,
-                                                     check_finite=self.check_finite)
+                                                     check_finite=self.check_finite,
+                                                     reproducible=self.reproducible)
                  for factor, group, cm in steps]
         return parts[0] if len(parts) == 1 else math.fsum(parts)

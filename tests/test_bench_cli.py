@@ -5,13 +5,16 @@ tests take seconds; they check the structure and the consistency of the
 figures, never the speed."""
 import json
 import math
+import os
 import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import pytest
 
+import l2fast
 from l2fast.bench import cli as bench
 
 SHAPES = {
@@ -26,6 +29,18 @@ SHAPES = {
 N = 300 * 500 + 500 + 64 * 27 + 7
 FUNCTIONS = ["sum_squares", "scale_", "add_scaled_", "sum_squares_scale_"]
 PASSES = {"sum_squares": 1, "scale_": 2, "add_scaled_": 3, "sum_squares_scale_": 2}
+
+
+def bench_env(**extra):
+    """The environment of a ``python -m l2fast bench`` run of this l2fast (a
+    source checkout is put first on PYTHONPATH: the run's working directory
+    is elsewhere, and another checkout may be installed in editable mode)."""
+    env = dict(os.environ, **extra)
+    package = Path(l2fast.__file__).resolve().parent
+    if "site-packages" not in package.parts and "dist-packages" not in package.parts:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package.parent),
+                                                          env.get("PYTHONPATH")]))
+    return env
 
 
 def png_size(path):
@@ -52,7 +67,7 @@ def report(tmp_path_factory):
         args += ["--plot", "out.png"]
     except ImportError:
         pass
-    env = dict(**__import__("os").environ, L2FAST_BENCH_ROOF_MIB="8")
+    env = bench_env(L2FAST_BENCH_ROOF_MIB="8")
     proc = subprocess.run(args, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""          # no progress bar when stderr is not a terminal
@@ -137,6 +152,44 @@ def test_small_arrays(report):
         assert all(r["function"] == "sum_squares" for r in run["results"])
         # a call is short, so each sample averages many calls
         assert max(r["calls_per_sample"] for r in run["results"]) > 1
+
+
+CLIP_ROWS = {
+    "global_norm": ["l2fast.global_norm(tensors)", "l2fast.torch.get_total_norm",
+                    "torch.nn.utils.get_total_norm", "torch._foreach_norm, norm of norms"],
+    "clip_grad_norm_": ["l2fast.clip_grad_norm_(grads)", "l2fast.torch.clip_grad_norm_(params)",
+                        "torch clip_grad_norm_(foreach=True)",
+                        "torch clip_grad_norm_(foreach=False)"],
+}
+
+
+def test_clipping(report):
+    """With torch: the model and 2,000 tensors of 64 x 32, each thread count;
+    global_norm and clip_grad_norm_ beside torch's, "× torch" against the
+    first torch row; l2fast's float64 norms exact to 1e-12, the 0-d tensors
+    of l2fast.torch and torch's to float32 rounding."""
+    rep, out, _ = report
+    if rep["settings"]["torch"] is None:
+        assert rep["clipping"] == []
+        return
+    runs = rep["clipping"]
+    assert [(r["model"], r["threads"], r["small"]) for r in runs] == [
+        ("tiny", 1, False), ("tiny", 2, False), ("2000 x 64x32", 1, True),
+        ("2000 x 64x32", 2, True)]
+    for run in runs:
+        size = 2000 * 64 * 32 if run["small"] else N
+        assert run["n_elements"] == size
+        for fn, labels in CLIP_ROWS.items():
+            rows = [r for r in run["results"] if r["function"] == fn]
+            assert [r["implementation"] for r in rows] == labels
+            torch_rows = [r for r in rows if r["family"] == "torch"]
+            for r in rows:
+                assert r["bytes"] == (1 if fn == "global_norm" else 3) * 4 * size
+                assert r["speedup"] == pytest.approx(torch_rows[0]["median_s"] / r["median_s"])
+                assert 0 <= r["rel_error"] <= (1e-12 if r["family"] == "l2fast" else 1e-6)
+                if not run["small"]:
+                    assert r["roof_share"] > 0
+    assert "× torch" in out and "2000 x 64x32 · float32 · 2,000 arrays" in out
 
 
 def test_table_printed(report):
@@ -227,7 +280,7 @@ def test_16bit_dtypes(dtype, tmp_path):
     (tmp_path / "tiny.json").write_text(json.dumps(SHAPES))
     args = [sys.executable, "-m", "l2fast", "bench", "--shapes", "tiny.json", "--dtype", dtype,
             "--repeat", "1", "--no-small", "--json", "out.json"]
-    env = dict(**__import__("os").environ, L2FAST_BENCH_ROOF_MIB="8")
+    env = bench_env(L2FAST_BENCH_ROOF_MIB="8")
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -136,10 +136,11 @@ def test_torch_adam_is_coupled_and_adamw_decoupled():
             for p, q, g in zip(ps.values(), qs.values(), gs.values()):
                 p.grad, q.grad = torch.tensor(g), torch.tensor(g)
             ref_opt.step()
-            if reg.family == "coupled":
-                reg.grad_({k: q.grad for k, q in qs.items()}, qs)
-            else:
-                reg.decay_(qs, lr)
+            with torch.no_grad():  # as an optimizer writes: autograd is not recording
+                if reg.family == "coupled":
+                    reg.grad_({k: q.grad for k, q in qs.items()}, qs)
+                else:
+                    reg.decay_(qs, lr)
             opt.step()
         assert_close(numpy_of(qs), numpy_of(ps))
 

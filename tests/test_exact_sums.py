@@ -1,4 +1,5 @@
-"""Sums depend on the values alone, and are the exact sum correctly rounded.
+"""With reproducible=True (or partial=True) sums depend on the values alone,
+and are the exact sum correctly rounded.
 
 The oracle is l2fast.reference.exact_sum_squares (Python integers), checked
 itself against fractions and xsum on small cases.  Each model test cuts the
@@ -82,12 +83,12 @@ def test_random_partitions_of_a_model_give_the_same_bits(model, dtype):
     flat = np.concatenate([w.ravel() for w in ws])
     exact = exact_sum_squares([flat])
     rng = random.Random(f"{model}/{dtype}")
-    assert l2fast.sum_squares(ws) == exact
-    assert l2fast.sum_squares(flat) == exact
+    assert l2fast.sum_squares(ws, reproducible=True) == exact
+    assert l2fast.sum_squares(flat, reproducible=True) == exact
     for i in range(PARTITIONS):
         parts = random_partition(flat, rng)
         nt = rng.randrange(1, 9)
-        assert l2fast.sum_squares(parts, num_threads=nt) == exact, (i, nt)
+        assert l2fast.sum_squares(parts, num_threads=nt, reproducible=True) == exact, (i, nt)
     # shards as ranks would hold them: partial states, merged in any order
     shards = np.array_split(flat, 4)
     states = [l2fast.sum_squares(random_partition(s, rng, 20), partial=True) for s in shards]
@@ -118,11 +119,11 @@ def adversarial_cases():
 def test_adversarial_magnitudes(case):
     x = adversarial_cases()[case]
     exact = exact_sum_squares([x])
-    assert l2fast.sum_squares(x) == exact
+    assert l2fast.sum_squares(x, reproducible=True) == exact
     rng = random.Random(case)
     for _ in range(4):
         assert l2fast.sum_squares(random_partition(x, rng, 50),
-                                  num_threads=rng.randrange(1, 5)) == exact
+                                  num_threads=rng.randrange(1, 5), reproducible=True) == exact
     if x.size <= 200_000:
         assert exact == fraction_sum(x)
 
@@ -132,23 +133,23 @@ def test_per_array_sums_are_exact():
     ws = [rng.standard_normal(n).astype(dt) * 10.0 ** e
           for n, dt, e in [(1, np.float32, 0), (70_000, np.float64, -150), (0, np.float32, 0),
                            (513, np.float16, -3), (200_001, np.float32, 20)]]
-    got = l2fast.sum_squares(ws, per_array=True)
+    got = l2fast.sum_squares(ws, per_array=True, reproducible=True)
     assert got.tolist() == exact_sum_squares(ws, per_array=True).tolist()
-    assert l2fast.sum_squares(ws) == exact_sum_squares(ws)
+    assert l2fast.sum_squares(ws, reproducible=True) == exact_sum_squares(ws)
 
 
 def test_non_finite_terms():
     x = np.ones(100_000, np.float32)
     x[77_777] = np.inf
-    assert l2fast.sum_squares(x) == math.inf
+    assert l2fast.sum_squares(x, reproducible=True) == math.inf
     x[5] = np.nan
-    assert math.isnan(l2fast.sum_squares(x))
-    assert l2fast.sum_squares(np.array([2.0 ** 512, 0.0])) == math.inf      # 2^1024
+    assert math.isnan(l2fast.sum_squares(x, reproducible=True))
+    assert l2fast.sum_squares(np.array([2.0 ** 512, 0.0]), reproducible=True) == math.inf  # 2^1024
     big = np.full(4, 2.0 ** 511)                                            # 4 * 2^1022
-    assert l2fast.sum_squares(big) == math.inf
-    assert l2fast.sum_squares(big[:2]) == 2.0 ** 1023
+    assert l2fast.sum_squares(big, reproducible=True) == math.inf
+    assert l2fast.sum_squares(big[:2], reproducible=True) == 2.0 ** 1023
     with pytest.raises(FloatingPointError, match=r"arrays\[0\]"):
-        l2fast.sum_squares([x], check_finite=True)
+        l2fast.sum_squares([x], check_finite=True, reproducible=True)
 
 
 def test_sum_squares_scale_returns_the_exact_sum_and_scales_like_scale_():
@@ -160,7 +161,7 @@ def test_sum_squares_scale_returns_the_exact_sum_and_scales_like_scale_():
     want = [w.copy() for w in ws]
     l2fast.scale_(want, 0.75)
     exact = exact_sum_squares(ws)
-    assert l2fast.sum_squares_scale_(ws, 0.75) == exact
+    assert l2fast.sum_squares_scale_(ws, 0.75, reproducible=True) == exact
     for w, v in zip(ws, want):
         assert w.tobytes() == v.tobytes()
 
@@ -182,7 +183,7 @@ def test_merge_is_exact_associative_commutative():
     c = l2fast.SumOfSquares().merge(*[states[i] for i in order])
     assert a == b == c
     assert a.to_bytes() == b.to_bytes() == c.to_bytes()
-    assert a.value == exact == l2fast.sum_squares(chunks)
+    assert a.value == exact == l2fast.sum_squares(chunks, reproducible=True)
     # ((s0 + s1) + s2) == (s0 + (s1 + s2)) for every triple taken
     for i in range(0, 18, 3):
         x, y, z = states[i:i + 3]
@@ -215,4 +216,23 @@ def test_partial_from_sum_squares_scale_and_paramlist():
     pl = l2fast.ParamList(ws)
     assert pl.sum_squares(partial=True).value == exact
     assert pl.sum_squares_scale_(0.5, partial=True).value == exact
-    assert pl.sum_squares() == exact_sum_squares(ws) == exact / 4
+    assert pl.sum_squares(reproducible=True) == exact_sum_squares(ws) == exact / 4
+
+
+def test_l2_reproducible_penalties_are_exact():
+    rng = np.random.default_rng(4)
+    params = {f"layer{i}.weight": rng.standard_normal((300, 70)).astype(np.float32)
+              for i in range(3)}
+    params["layer0.bias"] = rng.standard_normal(70).astype(np.float32)
+    reg = l2fast.L2(0.01, scale="samples", m=1000, exclude=l2fast.no_decay_1d,
+                    reproducible=True)
+    penalised = [v for k, v in params.items() if v.ndim > 1]
+    want = 0.5 * reg.coef() * exact_sum_squares(penalised)
+    assert reg.penalty(params) == want
+    assert reg.penalty_decay_(params, lr=0.1) == want
+    halves = dict(params)
+    w = halves.pop("layer1.weight")
+    halves["a"], halves["b"] = w[:123], w[123:]       # the same values, split
+    params2 = {k: v for k, v in halves.items()}
+    assert l2fast.L2(0.01, scale="samples", m=1000, exclude=l2fast.no_decay_1d,
+                     reproducible=True).penalty(params2) == reg.penalty(params)

@@ -268,7 +268,8 @@ def test_torch_tensors_are_looked_at_on_every_call():
     with torch.no_grad():
         lin.weight.data = torch.full((2, 3), 2.0)   # new storage, same Parameter
     assert reg.penalty(params) == 12.0
-    reg.decay_(params, 0.5)                          # in place, on the tensor
+    with torch.no_grad():
+        reg.decay_(params, 0.5)                      # in place, on the tensor
     assert lin.weight.detach().numpy().tolist() == [[1.0] * 3] * 2
 
 

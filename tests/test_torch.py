@@ -94,7 +94,8 @@ def test_scale_updates_parameters_in_place():
     expected = clones(params)
     reference.scale_(expected, 0.9)  # the product formed in float64, rounded once
     pointers = [p.data_ptr() for p in params]
-    l2fast.scale_(model.parameters(), 0.9, num_threads=2)
+    with torch.no_grad():  # parameters are leaves that require grad, as for torch's mul_
+        l2fast.scale_(model.parameters(), 0.9, num_threads=2)
     for p, e, ptr in zip(params, expected, pointers):
         assert isinstance(p, torch.nn.Parameter) and p.requires_grad and p.grad is None
         assert p.data_ptr() == ptr
@@ -114,7 +115,8 @@ def test_sum_squares_scale_on_named_parameters():
     expected = clones(named.values())
     sums = exact_sum_squares(expected, per_array=True)
     reference.scale_(expected, 0.5)
-    got = l2fast.sum_squares_scale_(named, 0.5, per_array=True)
+    with torch.no_grad():
+        got = l2fast.sum_squares_scale_(named, 0.5, per_array=True)
     np.testing.assert_allclose(got, sums, rtol=1e-13)
     for p, e in zip(named.values(), expected):
         assert torch.equal(p.detach(), e)
@@ -146,7 +148,8 @@ def test_paramlist_of_parameters_over_several_steps():
     pl = l2fast.ParamList(model.parameters())
     values = clones(params)
     for step in range(3):
-        s = pl.sum_squares_scale_(0.75)
+        with torch.no_grad():
+            s = pl.sum_squares_scale_(0.75)
         assert s == pytest.approx(exact_sum_squares(values), rel=1e-13)
         reference.scale_(values, 0.75)
         for p, v in zip(params, values):

@@ -24,10 +24,14 @@ follow_imports = silent
 def mypy_env():
     """Environment for a mypy run that finds this l2fast: installed packages are
     found by mypy itself; a source checkout (an editable install, found through an
-    import hook mypy does not run) is named by MYPYPATH."""
+    import hook mypy does not run) is named by MYPYPATH, and by PYTHONPATH for
+    what the run imports (stubtest, the user script), so that another checkout's
+    editable install is not imported instead."""
     env = dict(os.environ)
     if "site-packages" not in PACKAGE.parts and "dist-packages" not in PACKAGE.parts:
         env["MYPYPATH"] = str(PACKAGE.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE.parent),
+                                                          env.get("PYTHONPATH")]))
     return env
 
 
@@ -50,7 +54,7 @@ def test_typing_files_ship_with_the_package():
 def test_user_script_runs(tmp_path):
     if sys.version_info < (3, 11):
         pytest.importorskip("typing_extensions")
-    proc = subprocess.run([sys.executable, str(USER_SCRIPT)], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, str(USER_SCRIPT)], cwd=tmp_path, env=mypy_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -82,6 +82,13 @@ def main() -> None:
     gradients.add_scaled_(params, -1.0)
     assert gradients.sum_squares() != g and params.sum_squares() == s
 
+    # global norm and clipping
+    norm: float = l2fast.global_norm(grads)
+    assert abs(norm * norm - l2fast.sum_squares(grads)) <= 1e-12 * norm * norm
+    before_clip: float = l2fast.clip_grad_norm_(grads, norm / 2, error_if_nonfinite=True)
+    assert before_clip == norm and abs(gradients.global_norm() - norm / 2) <= 1e-5 * norm
+    assert_type(gradients.clip_grad_norm_(1e30, eps=0.0, num_threads=1), float)
+
     # regularizer and conventions
     ws = [np.ones((4, 3), np.float32), np.ones(3, np.float32)]
     gs = [np.zeros((4, 3), np.float32), np.zeros(3, np.float32)]

@@ -70,6 +70,9 @@ def _parser():
     p.add_argument("--no-torch", action="store_true", help="skip the torch peers")
     p.add_argument("--no-small", action="store_true",
                    help="skip the many-small-arrays comparison (1,000 arrays of 64 float32)")
+    p.add_argument("--no-clip", action="store_true",
+                   help="skip the clipping comparison (global norm and clip_grad_norm_ on "
+                        "torch tensors, beside torch.nn.utils; runs only with torch)")
     p.add_argument("--roof-mib", type=int, default=None,
                    help="size of the roof buffer in MiB (default: $" + ROOF_ENV + ", else "
                         "twice the last-level cache, within a quarter of free memory)")
@@ -143,7 +146,7 @@ def _settings(args):
     return Settings(shapes=shapes, dtypes=args.dtype,
                     threads=args.threads or [_kernels.max_threads()], repeat=args.repeat,
                     roof_bytes=roof_bytes or default_roof_bytes(), torch=use_torch,
-                    small=not args.no_small, notes=notes)
+                    small=not args.no_small, notes=notes, clip=not args.no_clip)
 
 
 def main(argv=None):
@@ -175,6 +178,9 @@ def main(argv=None):
                                settings.repeat))
     for run in bench.small_array_runs():
         show(report.format_run(run, None, bench.llc_text, settings.repeat, small=True))
+    for run, small in bench.clipping_runs():
+        show(report.format_run(run, None if small else bench.roof_at(run["threads"]),
+                               bench.llc_text, settings.repeat, small=small, baseline="torch"))
     load = report.format_load(bench.finish())
     if load:
         print(load)

@@ -74,7 +74,8 @@ def format_roof(roof, llc_text):
 def _run_notes(run, roof_entry, llc_text, repeat):
     """Footnotes of a model's table: GB/s, roof, and the cache warning."""
     r, mib = roof_entry, run["nbytes"] / MIB
-    lines = [f"  GB/s: bytes read + written ({bytes_moved_rule()}) / median of {repeat} runs.",
+    rule = bytes_moved_rule(dict.fromkeys(x["function"] for x in run["results"]))
+    lines = [f"  GB/s: bytes read + written ({rule}) / median of {repeat} runs.",
              f"  roof: share of the memory roof of the same pattern at {run['threads']} "
              f"thread(s): read {r['read']['gbps']:.1f}, update {r['update']['gbps']:.1f}, "
              f"add {r['add']['gbps']:.1f} GB/s."]
@@ -89,10 +90,12 @@ def _run_notes(run, roof_entry, llc_text, repeat):
     return lines
 
 
-def format_run(run, roof_entry, llc_text, repeat, small=False):
+def format_run(run, roof_entry, llc_text, repeat, small=False, baseline="NumPy"):
     """One run's table: a row per implementation, grouped by function.
 
-    The many-small-arrays table (`small`) has no GB/s and roof columns."""
+    The many-small-arrays table (`small`) has no GB/s and roof columns; the
+    speedup column is against the function's first `baseline` row ("NumPy",
+    or "torch" for the clipping comparison)."""
     title = (f"{run['model']} · {run['dtype']} · {run['n_arrays']:,} arrays, "
              f"{run['n_elements']:,} elements ({run['nbytes'] / MIB:.1f} MiB) · "
              f"{run['threads']} thread(s)")
@@ -107,13 +110,16 @@ def format_run(run, roof_entry, llc_text, repeat, small=False):
     header, aligns = ["function", "implementation", "median"], "<<>"
     if not small:
         header, aligns = header + ["GB/s", "roof"], aligns + ">>"
-    lines = [title, _table(rows, header + ["× NumPy", "rel. error"], aligns + ">>")]
+    if baseline != "NumPy":
+        title += f" · {' and '.join(dict.fromkeys(r['function'] for r in run['results']))}"
+    lines = [title, _table(rows, header + [f"× {baseline}", "rel. error"], aligns + ">>")]
     if small:
         lines.append(f"  median of {repeat} samples, each averaging many calls.")
     else:
         lines += _run_notes(run, roof_entry, llc_text, repeat)
-    lines.append("  × NumPy: time of the function's first NumPy row / this row's time. "
-                 "rel. error: vs an extended-precision sum of squares.")
+    lines.append(f"  × {baseline}: time of the function's first {baseline} row / this row's "
+                 "time. rel. error: vs an extended-precision sum of squares"
+                 + (" (of the norm squared)." if baseline != "NumPy" else "."))
     return "\n".join(lines)
 
 

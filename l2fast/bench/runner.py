@@ -3,7 +3,8 @@
 `run_workload` times one workload's cases and returns the run as a dict
 (the ``runs`` entries of the --json report); `Benchmark` is one whole
 ``python -m l2fast bench``: the roof, then each model, dtype and thread
-count, then the many-small-arrays comparison.
+count, then the many-small-arrays comparison, then (with torch) the
+clipping comparison on each model and on many small tensors.
 """
 from dataclasses import dataclass, field
 
@@ -12,16 +13,18 @@ import numpy as np
 import l2fast
 
 from .. import reference
-from .cases import cases, small_array_cases
+from .cases import cases, clip_cases, small_array_cases
 from .machine import (MIB, OtherLoad, last_level_cache, machine_description, thread_limits,
                       torch_version)
 from .roof import measure_roof
 from .timing import Progress, time_interleaved
-from .workloads import PATTERN, Workload, bytes_moved, footprint_bytes, small_shapes
+from .workloads import (PATTERN, Workload, bytes_moved, footprint_bytes, roof_gbps,
+                        small_shapes, small_tensor_shapes)
 
 
 def _result(case, wl, median, samples, calls, error, numpy_times, roof, llc):
-    """The --json entry of one case of a run."""
+    """The --json entry of one case of a run (`numpy_times`: the baseline
+    rows' times, NumPy's, or torch's where a function has no NumPy row)."""
     function = case.function
     pattern = PATTERN[function]
     moved = bytes_moved(function, wl.nbytes)
@@ -43,7 +46,7 @@ def _result(case, wl, median, samples, calls, error, numpy_times, roof, llc):
         "fits_in_cache": bool(llc and footprint <= llc),
         "gbps": gbps,
         "roof_pattern": pattern,
-        "roof_share": gbps / roof[pattern]["gbps"] if roof else None,
+        "roof_share": gbps / roof_gbps(roof, pattern) if roof else None,
         "speedup": baseline / median if baseline else None,
         "speedup_over": {label: t / median for label, t in numpy_times.items()},
         "rel_error": error,
@@ -60,7 +63,8 @@ def _time_group(wl, group, threads, repeat, roof, llc):
         runs.append(fn)
     wl.restore()
     medians, samples, calls = time_interleaved(runs, repeat)
-    numpy_times = {c.label: m for c, m in zip(group, medians) if c.family == "numpy"}
+    base = "numpy" if any(c.family == "numpy" for c in group) else "torch"
+    numpy_times = {c.label: m for c, m in zip(group, medians) if c.family == base}
     return [_result(case, wl, m, smp, k, err, numpy_times, roof, llc)
             for case, m, smp, k, err in zip(group, medians, samples, calls, errors)]
 
@@ -125,6 +129,8 @@ class Settings:
         Time the torch peers.
     small : bool
         Run the many-small-arrays comparison.
+    clip : bool
+        Run the clipping comparison (only with `torch`).
     notes : list of str
         What the report should say about the settings.
     """
@@ -137,6 +143,7 @@ class Settings:
     torch: bool
     small: bool = True
     notes: list = field(default_factory=list)
+    clip: bool = True
 
 
 class Benchmark:
@@ -160,11 +167,14 @@ class Benchmark:
                 f"last-level cache ({self.llc_text}): the roof is a cache figure, not memory.")
         self.cases = cases(torch=s.torch)
         self.small_cases = small_array_cases(torch=s.torch)
+        self.clip_cases = clip_cases() if s.torch and s.clip else []
         n_groups = len(dict.fromkeys(c.function for c in self.cases))
+        n_clip = len(dict.fromkeys(c.function for c in self.clip_cases))
         self.progress = Progress(3 * len(s.threads)
                                  + len(s.shapes) * len(s.dtypes) * len(s.threads) * n_groups
-                                 + (len(s.threads) if s.small else 0))
-        self.roof, self.runs, self.small_runs = [], [], []
+                                 + (len(s.threads) if s.small else 0)
+                                 + (len(s.shapes) * len(s.dtypes) + 1) * len(s.threads) * n_clip)
+        self.roof, self.runs, self.small_runs, self.clip_runs = [], [], [], []
 
     def roof_at(self, threads):
         """The roof entry of `threads` threads."""
@@ -204,6 +214,26 @@ class Benchmark:
             self.progress.close()
             yield self.small_runs[-1]
 
+    def clipping_runs(self):
+        """Yield (run, small) for the clipping comparison: each model, dtype and
+        thread count (small False), then many small float32 tensors (small
+        True); nothing without torch or with `settings.clip` off."""
+        s = self.settings
+        if not self.clip_cases:
+            return
+        workloads = [(shapes, dtype, False) for shapes in s.shapes for dtype in s.dtypes]
+        for shapes, dtype, small in workloads + [(small_tensor_shapes(), "float32", True)]:
+            wl = Workload(shapes, dtype)
+            for t in s.threads:
+                run = run_workload(wl, self.clip_cases, t, s.repeat,
+                                   None if small else self.roof_at(t), self.llc, s.torch,
+                                   self.progress)
+                run["small"] = small
+                self.clip_runs.append(run)
+                self.progress.close()
+                yield run, small
+            del wl
+
     def finish(self):
         """End the run; returns the share of CPU time other processes took
         meanwhile (None where it cannot be told)."""
@@ -233,4 +263,5 @@ class Benchmark:
             "roof": self.roof,
             "runs": self.runs,
             "small_arrays": self.small_runs,
+            "clipping": self.clip_runs,
         }

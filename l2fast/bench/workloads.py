@@ -10,6 +10,8 @@ sum_squares            1 itemsize   read
 scale_                 2 itemsize   update (read, write back)
 add_scaled_            3 itemsize   add (read dst and src, write dst)
 sum_squares_scale_     2 itemsize   update
+global_norm            1 itemsize   read
+clip_grad_norm_        3 itemsize   read, then update (a norm pass, a scaling pass)
 =====================  ===========  ==================================
 
 Temporaries that an implementation allocates (NumPy's ``c * w``) are not
@@ -28,6 +30,8 @@ import numpy as np
 from .. import models, reference
 
 FUNCTIONS = ("sum_squares", "scale_", "add_scaled_", "sum_squares_scale_")
+#: The clipping comparison (torch tensors, beside torch.nn.utils; needs torch).
+CLIP_FUNCTIONS = ("global_norm", "clip_grad_norm_")
 
 #: Memory pattern of each function: which roof it is compared with.
 PATTERN = {
@@ -35,10 +39,13 @@ PATTERN = {
     "scale_": "update",
     "add_scaled_": "add",
     "sum_squares_scale_": "update",
+    "global_norm": "read",
+    "clip_grad_norm_": "read+update",
 }
 
-#: Bytes read + written per element, in units of the itemsize.
-PASSES = {"read": 1, "update": 2, "add": 3}
+#: Bytes read + written per element, in units of the itemsize ("a+b": a pass
+#: of each pattern).
+PASSES = {"read": 1, "update": 2, "add": 3, "read+update": 3}
 
 #: --model names and the names of their shapes in `l2fast.models`.
 SHIPPED_MODELS = {
@@ -55,6 +62,8 @@ ALPHA = 1e-3
 
 #: The many-small-arrays workload: 1,000 arrays of 64 float32.
 SMALL_ARRAYS = (1000, 64)
+#: The many-small-tensors clipping workload: 2,000 float32 tensors of 64 x 32.
+SMALL_TENSORS = (2000, (64, 32))
 
 
 def bytes_moved(kind, nbytes):
@@ -75,22 +84,32 @@ def bytes_moved(kind, nbytes):
     return PASSES[PATTERN.get(kind, kind)] * nbytes
 
 
+def roof_gbps(roof_entry, pattern):
+    """The roof of `pattern` in GB/s: a measured one, or for "a+b" one pass
+    of each at its own roof (bytes of both over the time of both)."""
+    parts = pattern.split("+")
+    if len(parts) == 1:
+        return roof_entry[pattern]["gbps"]
+    return sum(PASSES[p] for p in parts) / sum(PASSES[p] / roof_entry[p]["gbps"] for p in parts)
+
+
 def footprint_bytes(function, nbytes):
     """Bytes of the arrays a call of `function` touches: the weights, and
     the gradients too for add_scaled_."""
     return (2 if PATTERN[function] == "add" else 1) * nbytes
 
 
-def bytes_moved_rule():
-    """The rule of `bytes_moved` in words, for the tables' footnotes.
+def bytes_moved_rule(functions=FUNCTIONS):
+    """The rule of `bytes_moved` for `functions` in words, for the tables' footnotes.
 
     Returns
     -------
     str
-        ``"N·itemsize ×1 sum_squares, ×2 scale_ and sum_squares_scale_, ×3 add_scaled_"``.
+        ``"N·itemsize ×1 sum_squares, ×2 scale_ and sum_squares_scale_, ×3 add_scaled_"``
+        for the four core functions.
     """
     by_passes = {}
-    for function in FUNCTIONS:
+    for function in functions:
         by_passes.setdefault(bytes_moved(function, 1), []).append(function)
     return "N·itemsize " + ", ".join(f"×{k} {' and '.join(fs)}"
                                      for k, fs in sorted(by_passes.items()))
@@ -215,6 +234,12 @@ def small_shapes(count=SMALL_ARRAYS[0], size=SMALL_ARRAYS[1]):
     return Shapes(f"{count} x {size}", tuple((f"a{i}", (size,)) for i in range(count)))
 
 
+def small_tensor_shapes(count=SMALL_TENSORS[0], shape=SMALL_TENSORS[1]):
+    """`count` arrays of `shape`: the many-small-tensors clipping workload."""
+    return Shapes(f"{count} x {'x'.join(map(str, shape))}",
+                  tuple((f"t{i}", tuple(shape)) for i in range(count)))
+
+
 # ---------------------------------------------------------------------------
 # Workloads
 # ---------------------------------------------------------------------------
@@ -271,6 +296,7 @@ class Workload:
         self.params = [a.copy() for a in self._original]
         self.grads = [fill(s) for _, s in shapes.params]
         self.exact = reference.exact_sum_squares(self._original)
+        self._max_norm = math.sqrt(self.exact)
 
     @property
     def name(self):
@@ -298,3 +324,15 @@ class Workload:
         """Put the original values back into params (in place: views stay valid)."""
         for a, o in zip(self.params, self._original):
             np.copyto(a, o)
+        self._max_norm = math.sqrt(self.exact)
+
+    def clip_max_norm(self):
+        """The max_norm of the next clipping call on params: FACTOR times the
+        last one, from FACTOR times the norm of the original values.
+
+        Every clipping case of a run clips the same params, so each call,
+        whichever case makes it, scales them by about FACTOR: they always
+        clip (and write), and stay far from underflow over the calls a
+        benchmark makes.  `restore` starts again."""
+        self._max_norm *= FACTOR
+        return self._max_norm
