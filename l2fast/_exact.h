@@ -101,6 +101,13 @@ static inline uint64_t l2f_pow2_bits(int e, int frac, int bias)
     return 1;
 }
 
+/* Grid b's exponent L_b for E: 2^5 squares < 2^E fit a1's binade, and each
+ * grid is 2^(51-5) below the one above (the third one bit less). */
+static inline int l2f_grid_L(int E, int b)
+{
+    return E - (b + 1) * (51 - L2F_CBITS) + (b == 2);
+}
+
 static inline void l2f_grid_set(l2f_grid *g, double mx, int nbins, int frac, int bias,
                                 int emin, int emax)
 {
@@ -114,7 +121,7 @@ static inline void l2f_grid_set(l2f_grid *g, double mx, int nbins, int frac, int
     E = E < emin ? emin : (E > emax ? emax : E);
     g->E = E;
     for (int b = 0; b < 3; b++) {
-        g->L[b] = E - (b + 1) * (51 - L2F_CBITS) + (b == 2);
+        g->L[b] = l2f_grid_L(E, b);
         /* 1.5 * 2^(L+52), built from its bits */
         g->B[b] = b < nbins ? ((int64_t)(g->L[b] + 52 + 1023) << 52) | ((int64_t)1 << 51) : 0;
         g->M[b] = l2f_float64((uint64_t)g->B[b]);
@@ -139,10 +146,6 @@ typedef struct {
     int64_t *spill;           /* malloc'd L2F_ACC_WORDS, or NULL */
 } l2f_part;
 
-static inline int l2f_grid_L(int E, int b)
-{
-    return E - (b + 1) * (51 - L2F_CBITS) + (b == 2);
-}
 
 /* Each thread's scratch state: all zero between pieces. */
 typedef struct {
@@ -238,13 +241,17 @@ static double l2f_fold_parts(const l2f_part *p, int64_t n, int64_t *w, int clear
  * The loops of one dtype: a round in the bins (checked, or masked), the
  * round's max, and the piece.
  * ------------------------------------------------------------------------ */
+/* Does |x| (u2: its bits doubled, um: u2 - 2) fit the bins: not below the
+ * smallest exactly held value, and its square below 2^E?  (0 does not.) */
+#define L2F_FITS(um, u2, tiny, huge) ((um) >= (tiny) && (u2) < (huge))
+
 #define L2F_XELEM(S, k, j, MASKED)                                            \
     do {                                                                      \
         L2F_UT_##S u2_ = (L2F_UT_##S)(L2F_BITS_##S(r, k) << 1);               \
         L2F_UT_##S um_ = (L2F_UT_##S)(u2_ - 2);                               \
         double x_ = L2F_LOAD(S, r, k);                                        \
         if (MASKED)                                                           \
-            x_ = (um_ >= tiny && u2_ < huge) ? x_ : 0.0;                      \
+            x_ = L2F_FITS(um_, u2_, tiny, huge) ? x_ : 0.0;                   \
         else                                                                  \
             mn[j] = um_ < mn[j] ? um_ : mn[j];                                \
         L2F_DEP_##S(x_, j);                                                   \
@@ -357,8 +364,8 @@ static void l2f_xredo_##S(const T *r, int64_t m, int64_t sd, l2f_grid *g,     \
     for (int64_t i = 0; i < m; i++) {                                         \
         L2F_UT_##S u2_ = (L2F_UT_##S)(L2F_BITS_##S(r, i * sd) << 1);          \
         L2F_UT_##S um_ = (L2F_UT_##S)(u2_ - 2);                               \
-        if (u2_ != 0 && !(um_ >= (L2F_UT_##S)g->tiny2m2                       \
-                          && u2_ < (L2F_UT_##S)g->huge2))                     \
+        if (u2_ != 0 && !L2F_FITS(um_, u2_, (L2F_UT_##S)g->tiny2m2,           \
+                                  (L2F_UT_##S)g->huge2))                      \
             l2f_acc_square(s->w, &s->sp, L2F_LOAD(S, r, i * sd));             \
     }                                                                         \
 }                                                                             \
