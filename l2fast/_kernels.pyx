@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The parallel driver: one OpenMP loop over the items of a work table.
+"""The parallel driver: the items of a work table shared by a team (_pool.h).
 
 Every kernel here takes a validated `Table` (see _table.pyx), a thread
 count already resolved (see _args.thread_count), and runs without the GIL;
@@ -18,13 +18,11 @@ cimport numpy as cnp
 import numpy as np
 
 from l2fast._table cimport Table, Piece, CHUNK, MODE_INPLACE
-from cython.parallel cimport prange
 
 cnp.import_array()
 
 cdef extern from "_platform.h" nogil:
     int omp_get_max_threads()
-    int omp_get_num_threads()
     const char* l2f_openmp_library()
     const char* l2f_simd_dispatch()
     int L2F_OPENMP_SPEC
@@ -38,6 +36,14 @@ cdef extern from "_platform.h" nogil:
     int l2f_in_fork_child
     int l2f_watch_fork()
     int l2f_thread_limit()
+
+cdef extern from "_pool.h" nogil:
+    ctypedef void (*item_fn "l2f_item_fn")(void* ctx, int64_t k) noexcept nogil
+    int l2f_pool_run(item_fn fn, void* ctx, int64_t n, int nthreads)
+    ctypedef struct PoolStats:
+        int64_t jobs, items, helped
+        double wait_s, max_wait_s
+    PoolStats l2f_pool_stats
 
 cdef extern from "_loops.h" nogil:
     enum: LANES "L2F_LANES"     # float64 accumulators of a long contiguous run
@@ -78,35 +84,43 @@ PARALLEL_MIN_SIZE = 2 * CHUNK
 cdef int64_t _parallel_min = PARALLEL_MIN_SIZE
 
 
-cdef void _run(Table t, int op, double f, double* slots, Part* parts,
-               int nthreads) noexcept nogil:
-    """Apply `op` to every piece of `t`, one parallel loop over its items;
-    the sums of a summing op go to slots[piece], or exact to parts[piece]."""
-    cdef const Piece* pieces = t.pieces
-    cdef const int64_t* items = t.items
-    cdef Py_ssize_t nitems = t.nitems, k
+ctypedef struct Job:
+    const Piece* pieces
+    const int64_t* items
+    int op
+    double f
+    double* slots
+    Part* parts
+
+
+cdef void _item(void* ctx, int64_t k) noexcept nogil:
+    """Apply the job's op to the pieces of item k."""
+    cdef Job* j = <Job*> ctx
     cdef int64_t c
     cdef double s
-    cdef bint threaded
-    if nthreads > nitems:
-        nthreads = <int> nitems
+    for c in range(j.items[k], j.items[k + 1]):
+        if j.parts != NULL:
+            l2f_apply_exact(j.op, &j.pieces[c], j.f, &j.parts[c])
+        else:
+            s = l2f_apply(j.op, &j.pieces[c], j.f)
+            if j.slots != NULL:
+                j.slots[c] = s
+
+
+cdef void _run(Table t, int op, double f, double* slots, Part* parts,
+               int nthreads) noexcept nogil:
+    """Apply `op` to every piece of `t`, its items shared by a team (_pool.h);
+    the sums of a summing op go to slots[piece], or exact to parts[piece]."""
+    cdef Job job
+    job.pieces, job.items, job.op, job.f = t.pieces, t.items, op, f
+    job.slots, job.parts = slots, parts
+    if nthreads > t.nitems:
+        nthreads = <int> t.nitems
     if nthreads > l2f_thread_limit():
         nthreads = l2f_thread_limit()
-    threaded = (nthreads > 1 and t.size >= _parallel_min and not l2f_in_fork_child)
-    if not threaded:
+    if nthreads < 1 or t.size < _parallel_min or l2f_in_fork_child:
         nthreads = 1
-        l2f_note_team(1)
-    for k in prange(nitems, num_threads=nthreads, schedule="dynamic",
-                    use_threads_if=threaded):
-        if threaded and k == 0:
-            l2f_note_team(omp_get_num_threads())  # also arms the fork watch
-        for c in range(items[k], items[k + 1]):
-            if parts != NULL:
-                l2f_apply_exact(op, &pieces[c], f, &parts[c])
-            else:
-                s = l2f_apply(op, &pieces[c], f)
-                if slots != NULL:
-                    slots[c] = s
+    l2f_note_team(l2f_pool_run(_item, &job, t.nitems, nthreads))
 
 
 cdef object _sums(Table t, int op, double f, int nthreads, bint per_array):
@@ -230,6 +244,18 @@ cdef int _writable(Table t, bint pair) except -1:
 def last_team_size():
     """Threads that ran the last kernel call in this process (1: it ran serially)."""
     return l2f_last_team
+
+
+def pool_stats(reset=False):
+    """What the parallel calls of this process did: jobs, items, items run by
+    helper threads, and seconds callers spent waiting on helpers (total, max)."""
+    out = {"jobs": l2f_pool_stats.jobs, "items": l2f_pool_stats.items,
+           "helped": l2f_pool_stats.helped, "wait_s": l2f_pool_stats.wait_s,
+           "max_wait_s": l2f_pool_stats.max_wait_s}
+    if reset:
+        l2f_pool_stats.jobs = l2f_pool_stats.items = l2f_pool_stats.helped = 0
+        l2f_pool_stats.wait_s = l2f_pool_stats.max_wait_s = 0
+    return out
 
 
 def max_threads():

@@ -42,10 +42,10 @@ static const char *l2f_openmp_library(void) {
 static const char *l2f_openmp_library(void) { return ""; }
 #endif
 
-/* A child made by fork() after a parallel kernel inherits an OpenMP runtime
- * whose worker threads do not exist in it (GNU libgomp then hangs); in such
- * a child the kernels run on the calling thread.  A child forked before any
- * parallel kernel keeps its threads. */
+/* A child made by fork() after a parallel kernel inherits a team (_pool.h)
+ * whose helper threads do not exist in it; in such a child the kernels run
+ * on the calling thread.  A child forked before any parallel kernel starts
+ * its own helpers. */
 #if defined(_OPENMP) && !defined(_WIN32)
 #include <pthread.h>
 static volatile int l2f_in_fork_child = 0;
