@@ -291,3 +291,27 @@ def test_16bit_dtypes(dtype, tmp_path):
         if r["function"] in ("sum_squares", "sum_squares_scale_"):
             assert 0 <= r["rel_error"] <= (1e-12 if r["family"] == "l2fast" else 1e-2)
         assert r["bytes"] == PASSES[r["function"]] * N * 2
+
+
+def test_under_load(tmp_path):
+    """--under-load starts its busy process, times both models quiet and
+    loaded, prints the table, writes the JSON, and leaves no process behind."""
+    (tmp_path / "tiny.json").write_text(json.dumps(SHAPES))
+    args = [sys.executable, "-m", "l2fast", "bench", "--under-load", "--shapes", "tiny.json",
+            "--repeat", "1", "--json", "load.json"]
+    proc = subprocess.run(args, cwd=tmp_path, env=bench_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "load.json").read_text())
+    entries = rep["under_load"]
+    assert [e["model"] for e in entries] == ["resnet50 / 3", "tiny"]
+    assert entries[1]["size"] == N
+    for e in entries:
+        for state in ("quiet", "loaded"):
+            assert sorted(e[state]) == sorted(FUNCTIONS)
+            assert all(t > 0 for pair in e[state].values() for t in pair)
+    for f in FUNCTIONS:
+        assert sum(line.startswith(f + " ") for line in proc.stdout.splitlines()) == 2
+    assert "busy process: l2fast.sum_squares" in proc.stdout
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not any("l2fast.sum_squares(a)" in line for line in ps.splitlines())

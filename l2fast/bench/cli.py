@@ -5,8 +5,8 @@ import os
 import sys
 
 from .. import _kernels
-from . import report
-from .machine import MIB, default_roof_bytes, torch_version
+from . import load, report
+from .machine import MIB, default_roof_bytes, machine_description, torch_version
 from .runner import Benchmark, Settings
 from .workloads import (DTYPES, SHIPPED_MODELS, read_shapes, shipped_shapes, torch_available,
                         torch_model_shapes)
@@ -73,6 +73,11 @@ def _parser():
     p.add_argument("--no-clip", action="store_true",
                    help="skip the clipping comparison (global norm and clip_grad_norm_ on "
                         "torch tensors, beside torch.nn.utils; runs only with torch)")
+    p.add_argument("--under-load", action="store_true",
+                   help="only time each function's default-threads call against its "
+                        "num_threads=1 call, quiet and beside a busy l2fast process that "
+                        "this command starts (on ResNet-50 at a third of its width, and on "
+                        "--model/--shapes, default gpt2)")
     p.add_argument("--roof-mib", type=int, default=None,
                    help="size of the roof buffer in MiB (default: $" + ROOF_ENV + ", else "
                         "twice the last-level cache, within a quarter of free memory)")
@@ -149,6 +154,27 @@ def _settings(args):
                     small=not args.no_small, notes=notes, clip=not args.no_clip)
 
 
+def _under_load(args):
+    """--under-load: the default/one-thread table, quiet and beside a busy process."""
+    if args.repeat < 1:
+        print("bench: --repeat must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        extra = (_workload_shapes(args) if args.model or args.shapes or args.torch_model
+                 else [shipped_shapes("gpt2")])
+    except ValueError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    threads = (args.threads or [None])[-1]
+    entries = load.measure_under_load([load.narrow_shapes(shipped_shapes("resnet50"))] + extra,
+                                      repeat=args.repeat, threads=threads)
+    print(load.format_under_load(entries, threads or _kernels.max_threads()), flush=True)
+    if args.json:
+        report.write({"machine": machine_description(), "under_load": entries, "runs": []},
+                     json_path=args.json)
+    return 0
+
+
 def main(argv=None):
     """Run the benchmark.
 
@@ -163,6 +189,8 @@ def main(argv=None):
         The exit status: 0, or 2 for arguments that cannot be run.
     """
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.under_load:
+        return _under_load(args)
     try:
         settings = _settings(args)
     except UsageError as e:

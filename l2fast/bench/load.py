@@ -1,4 +1,4 @@
-"""Under load: each function's default-threads call against its one-thread call,
+"""Under load (``python -m l2fast bench --under-load``): each function's default-threads call against its one-thread call,
 quiet and beside a busy process.
 
 ``python -m l2fast bench --under-load`` times, for every function, the call
@@ -133,7 +133,3 @@ def format_under_load(entries, threads):
                          f"   {ld * 1e3:>11.3f} ms {l1 * 1e3:>7.3f} ms {ld / l1:>6.2f}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":           # python -m l2fast.bench.load [repeat]
-    r = measure_under_load(repeat=int(sys.argv[1]) if len(sys.argv) > 1 else 7)
-    print(format_under_load(r, l2fast._kernels.max_threads()))

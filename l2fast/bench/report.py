@@ -66,8 +66,8 @@ def format_roof(roof, llc_text):
         lines.append(f"  {e['threads']} thread(s), fastest: {by}")
     lines.append("  read: sum of a buffer; update: x *= c in place; add: d += s "
                  "(bytes read + written).")
-    lines.append("  Each is the fastest run of l2fast on the one buffer or of NumPy on equal "
-                 "slices, one Python thread per slice.")
+    lines.append("  Each is the best median (the rows' statistic) of l2fast on the one buffer "
+                 "and NumPy on equal slices, one Python thread per slice, timed alternately.")
     return "\n".join(lines)
 
 

@@ -4,8 +4,9 @@ A float32 buffer larger than the last-level cache is streamed over with
 three patterns -- a read (sum), an in-place update (``x *= c``) and a
 two-input update (``d += s``, two halves of the buffer) -- each timed with
 l2fast on the single buffer and with NumPy on equal slices, one Python
-thread per slice.  A roof is a ceiling: each candidate is credited with its
-fastest run, and the roof is the fastest candidate.
+thread per slice.  Each candidate is credited with the median of its runs
+-- the statistic of the model tables' rows, so that a row level with
+NumPy's best reads 100 % -- and the roof is the fastest candidate.
 """
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
@@ -107,8 +108,8 @@ def measure_roof(threads, nbytes, repeat, progress=None):
         with limit:
             for pattern, cands in candidates.items():
                 moved = bytes_moved(pattern, d.nbytes if pattern == "add" else buf.nbytes)
-                _, samples, _ = time_interleaved(list(cands.values()), repeat, min_sample=0)
-                gbps = {label: moved / min(smp) / 1e9 for label, smp in zip(cands, samples)}
+                medians, _, _ = time_interleaved(list(cands.values()), repeat, min_sample=0)
+                gbps = {label: moved / m / 1e9 for label, m in zip(cands, medians)}
                 best = max(gbps, key=gbps.get)
                 entry[pattern] = {"gbps": gbps[best], "by": best, "candidates": gbps}
                 if progress:
