@@ -189,9 +189,7 @@ def clip_grad_norm_(grads: Arrays, max_norm: Real, *, eps: Real = 1e-6,
         Each rank passes its shard of the gradients: ||g|| is the norm over
         all ranks, as `global_norm` with `comm` (the same bits on every
         rank), and each rank scales its own arrays by the same c.  Every rank
-        must pass the same `max_norm` and `eps` (else ValueError on every
-        rank); a rank whose arguments or arrays are refused makes every rank
-        raise, with nothing written on any rank.
+        must pass the same `max_norm` and `eps` (else ValueError everywhere).
 
     Returns
     -------
@@ -202,8 +200,8 @@ def clip_grad_norm_(grads: Arrays, max_norm: Real, *, eps: Real = 1e-6,
     ------
     TypeError, ValueError
         As in `scale_`, or `max_norm` < 0, or `eps` not finite and >= 0;
-        nothing is written.  With `comm`, the other ranks raise RuntimeError
-        naming the failing rank.
+        nothing is written (with `comm`, on any rank: the others raise
+        RuntimeError naming the failing rank).
     RuntimeError
         With `error_if_nonfinite`, for a NaN or Inf norm (with `comm`: on
         every rank, whichever rank holds the value).

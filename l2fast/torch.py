@@ -259,28 +259,32 @@ def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: flo
     otherwise, which changes nothing).
     """
     with torch.no_grad():
-        if comm is not None:
-            return _clip_over_ranks(parameters, max_norm, norm_type, error_if_nonfinite,
-                                    num_threads, comm)
-        grads, positions, empty_generator = _grads(parameters)
-        if empty_generator:
-            _warn_empty_generator(2)
-        order = _order(norm_type)
-        if not grads:
-            return torch.tensor(0.0)
-        table = _table(grads, positions, INPLACE)
-        if order == 2.0:
-            total = _clip(lambda: table, float(max_norm), EPS, error_if_nonfinite, num_threads)
-        else:
-            nt = thread_count(num_threads)
-            m, _ = clip_args(float(max_norm), EPS)
-            total = _inf_norm(grads)
-            clip_by(table, nt, total, m, EPS, error_if_nonfinite, math.inf)
-        return torch.tensor(total, dtype=_norm_dtype(grads))
+        clip = _clip_local if comm is None else functools.partial(_clip_over_ranks, comm=comm)
+        return clip(parameters, max_norm, norm_type, error_if_nonfinite, num_threads)
+
+
+def _clip_local(parameters: TensorOrTensors, max_norm: float, norm_type: Any,
+                error_if_nonfinite: bool, num_threads: int | None) -> torch.Tensor:
+    """clip_grad_norm_ of this process's gradients."""
+    grads, positions, empty_generator = _grads(parameters)
+    if empty_generator:
+        _warn_empty_generator(3)
+    order = _order(norm_type)
+    if not grads:
+        return torch.tensor(0.0)
+    table = _table(grads, positions, INPLACE)
+    if order == 2.0:
+        total = _clip(lambda: table, float(max_norm), EPS, error_if_nonfinite, num_threads)
+    else:
+        nt = thread_count(num_threads)
+        m, _ = clip_args(float(max_norm), EPS)
+        total = _inf_norm(grads)
+        clip_by(table, nt, total, m, EPS, error_if_nonfinite, math.inf)
+    return torch.tensor(total, dtype=_norm_dtype(grads))
 
 
 def _clip_over_ranks(parameters: TensorOrTensors, max_norm: float, norm_type: Any,
-                     error_if_nonfinite: bool, num_threads: int | None,
+                     error_if_nonfinite: bool, num_threads: int | None, *,
                      comm: Any) -> torch.Tensor:
     """clip_grad_norm_ with comm: the norm over the ranks, then each rank's own
     gradients scaled by the common coefficient."""
