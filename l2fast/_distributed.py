@@ -17,7 +17,14 @@ error rather than a hang):
     data     114 words: a `SumOfSquares` state (106 words, zero padded), or
              for an `L2` with multipliers the exact sum of mu_i * ||w_i||^2,
              an integer in units of 2^-2328 as 112 digits of 32 bits plus
-             the counts of infinite and NaN terms
+             the counts of infinite and NaN terms; for a global norm or a
+             clipping, the state, a digest of (max_norm, eps) that must be
+             equal on every rank, and the counts of ranks holding each
+             gradient dtype (the dtype of l2fast.torch's result)
+
+The inf-norm of l2fast.torch takes a second all-reduce, a MAX of one word
+(the float64 bits of each rank's max |x|), made only once the first has
+shown that every rank got there.
 
 A rank whose own part fails (a bad dtype, a read-only array, a NaN under
 check_finite, a bad argument) sends its failure instead of its sum: it
@@ -31,6 +38,9 @@ process group).  Neither package is imported unless the comm comes from it.
 """
 from __future__ import annotations
 
+import hashlib
+import math
+import struct
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -41,7 +51,7 @@ from ._partial import WORDS, SumOfSquares
 if TYPE_CHECKING:
     from .regularizer import L2
 
-__all__ = ["engine", "reduce_sum", "l2_penalty"]
+__all__ = ["engine", "reduce_sum", "reduce_norm", "l2_penalty"]
 
 _DIGITS = WORDS - 2              # the state's 32-bit digits
 _STATE_BASE = 2176               # digit 0 of a state weighs 2^-2176
@@ -57,7 +67,9 @@ _ETYPE = 5                                               # counts per type: 4 wo
 _BITMAP = _ETYPE + len(_ERRORS) + 1
 _BITS = 62                                               # ranks per bitmap word
 
-_KINDS = {"sum_squares": 1, "sum_squares_scale_": 2, "L2.penalty": 3, "L2.penalty_decay_": 4}
+_KINDS = {"sum_squares": 1, "sum_squares_scale_": 2, "L2.penalty": 3, "L2.penalty_decay_": 4,
+          "global_norm": 5, "get_total_norm": 6, "clip_grad_norm_": 7}
+_VARIANTS = ("", "with multipliers", "with norm_type=inf")
 _PROTOCOL = 1
 
 
@@ -66,16 +78,17 @@ def _vector_length(size: int) -> int:
 
 
 class Engine:
-    """One collective of one engine: `allreduce` sums an int64 vector over the ranks."""
+    """One collective of one engine: `allreduce` sums (or takes the maximum of)
+    an int64 vector over the ranks, element-wise."""
 
     __slots__ = ("name", "rank", "size", "_allreduce")
 
     def __init__(self, name: str, rank: int, size: int,
-                 allreduce: Callable[[np.ndarray], np.ndarray]) -> None:
+                 allreduce: Callable[[np.ndarray, str], np.ndarray]) -> None:
         self.name, self.rank, self.size, self._allreduce = name, rank, size, allreduce
 
-    def allreduce(self, vec: np.ndarray) -> np.ndarray:
-        return self._allreduce(vec)
+    def allreduce(self, vec: np.ndarray, op: str = "sum") -> np.ndarray:
+        return self._allreduce(vec, op)
 
 
 _KNOWN = ("an mpi4py communicator (mpi4py.MPI.Comm), a torch.distributed ProcessGroup "
@@ -121,9 +134,11 @@ def _mpi(comm: Any) -> Engine:
         raise TypeError("comm is an MPI intercommunicator; pass an intracommunicator "
                         "(e.g. comm.Merge())")
 
-    def allreduce(vec: np.ndarray) -> np.ndarray:
+    ops = {"sum": MPI.SUM, "max": MPI.MAX}
+
+    def allreduce(vec: np.ndarray, op: str) -> np.ndarray:
         out = np.empty_like(vec)
-        comm.Allreduce(vec, out, op=MPI.SUM)
+        comm.Allreduce(vec, out, op=ops[op])
         return out
 
     return Engine("mpi", comm.Get_rank(), comm.Get_size(), allreduce)
@@ -153,8 +168,10 @@ def _torch(comm: Any) -> Engine:
     if rank < 0:
         raise ValueError("this process is not a member of the process group passed as comm")
 
-    def allreduce(vec: np.ndarray) -> np.ndarray:
-        dist.all_reduce(torch.from_numpy(vec), op=dist.ReduceOp.SUM, group=group)
+    ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
+
+    def allreduce(vec: np.ndarray, op: str) -> np.ndarray:
+        dist.all_reduce(torch.from_numpy(vec), op=ops[op], group=group)
         return vec
 
     return Engine("torch", rank, size, allreduce)
@@ -164,12 +181,13 @@ def _torch(comm: Any) -> Engine:
 # The exchange
 # ---------------------------------------------------------------------------
 
-def _exchange(eng: Engine, kind: str, weighted: bool, local: Callable[[], tuple[np.ndarray, int]],
+def _exchange(eng: Engine, kind: str, variant: str, local: Callable[[], tuple[np.ndarray, int]],
               wrote: bool) -> np.ndarray:
     """Run `local` (this rank's data words and element count) and sum the
     vectors over the ranks; raise on every rank when a rank failed or the
-    ranks made different calls.  Returns the summed vector."""
-    sig = (_PROTOCOL * 16 + _KINDS[kind]) * 2 + int(weighted)
+    ranks made different calls (`variant`: one of _VARIANTS, part of the
+    call).  Returns the summed vector."""
+    sig = (_PROTOCOL * 16 + _KINDS[kind]) * 4 + _VARIANTS.index(variant)
     vec = np.zeros(_vector_length(eng.size), dtype=np.int64)
     vec[_RANKS], vec[_SIG], vec[_SIG2] = 1, sig, sig * sig
     failure: BaseException | None = None
@@ -213,10 +231,10 @@ def _exchange(eng: Engine, kind: str, weighted: bool, local: Callable[[], tuple[
                            + ("; this rank's own arrays were already scaled (the fused "
                               "pass runs before the sum over the ranks)" if wrote else ""))
     if n * head[_SIG2] != head[_SIG] ** 2:
+        this = " ".join(filter(None, (kind, variant)))
         raise ValueError(f"{kind}(comm=...): the ranks made different l2fast calls on this "
-                         f"comm (this rank: {kind}"
-                         f"{' with multipliers' if weighted else ''}); every rank must make "
-                         f"the same call at the same point")
+                         f"comm (this rank: {this}); every rank must make the same call at "
+                         f"the same point")
     if n != eng.size:
         raise RuntimeError(f"{kind}(comm=...): {n} ranks joined a communicator of "
                            f"{eng.size}: the comm is not the same on every rank")
@@ -288,9 +306,76 @@ def reduce_sum(comm: Any, kind: str, local: Callable[[], SumOfSquares], *,
                              "without comm for this rank's own per-array sums")
         return _data_of_state(local()), 0
 
-    out = _exchange(eng, kind, False, part, wrote=kind == "sum_squares_scale_")
+    out = _exchange(eng, kind, "", part, wrote=kind == "sum_squares_scale_")
     total = SumOfSquares(out[_data(eng)][:WORDS])
     return total if partial else total.value
+
+
+# The words after the state in a norm's data: a digest of the call's arguments
+# (max_norm, eps) as _ARG_CHUNKS pieces of _ARG_BITS bits, each with its square
+# (equal on every rank exactly when n * sum(c^2) == sum(c)^2; the squares of
+# 2^21 ranks still fit in int64), then _FLAGS counts of ranks raising a flag
+# (for l2fast.torch: holding a gradient of a dtype, which sets the norm's dtype).
+_ARG_BITS, _ARG_CHUNKS, _FLAGS = 21, 2, 4
+_ARGS_AT = WORDS
+_FLAGS_AT = WORDS + 2 * _ARG_CHUNKS
+assert _FLAGS_AT + _FLAGS <= DATA
+
+
+def _digest(args: tuple[float, ...]) -> list[int]:
+    h = int.from_bytes(hashlib.blake2b(struct.pack(f"<{len(args)}d", *args),
+                                       digest_size=8).digest(), "little")
+    chunks = [(h >> (_ARG_BITS * i)) & ((1 << _ARG_BITS) - 1) for i in range(_ARG_CHUNKS)]
+    return [v for c in chunks for v in (c, c * c)]
+
+
+def _max_over_ranks(eng: Engine, value: float) -> float:
+    """The largest of the ranks' non-negative `value`s (NaN if any is NaN): a
+    MAX over the float64 bits, which order as int64 as the values do."""
+    if value != value:
+        value = math.nan  # one NaN, positive: above +inf as an int64
+    bits = np.array([value], dtype=np.float64).view(np.int64)
+    return float(eng.allreduce(bits, "max").view(np.float64)[0])
+
+
+def reduce_norm(comm: Any, kind: str, local: Callable[[], tuple[Any, tuple[float, ...],
+                                                                tuple[int, ...]]],
+                *, inf: bool = False) -> tuple[float, tuple[int, ...]]:
+    r"""global_norm / clip_grad_norm_ (and l2fast.torch's) with comm.
+
+    `local` validates this rank's part and returns (its exact sum of squares
+    as a SumOfSquares, or with `inf` its largest |x|; the arguments every
+    rank must share, e.g. (max_norm, eps); up to 4 flags).  Returns
+
+        2-norm:   sqrt(round(S)), S = the exact sum of squares over all ranks
+        inf-norm: max over the ranks of max |x| (a second all-reduce, MAX)
+
+    and the number of ranks that raised each flag: the same on every rank.
+    A rank whose `local` fails makes every rank raise, as `reduce_sum`.
+    """
+    eng = engine(comm)
+    mine: list[float] = []
+
+    def part() -> tuple[np.ndarray, int]:
+        value, args, flags = local()
+        data = np.zeros(DATA, dtype=np.int64)
+        if inf:
+            mine.append(float(value))
+        else:
+            data[:WORDS] = value.to_array()
+        data[_ARGS_AT:_FLAGS_AT] = _digest(args)
+        data[_FLAGS_AT:_FLAGS_AT + len(flags)] = [int(bool(f)) for f in flags]
+        return data, 0
+
+    data = _exchange(eng, kind, "with norm_type=inf" if inf else "", part, wrote=False)[_data(eng)]
+    d = data[_ARGS_AT:_FLAGS_AT].tolist()
+    if any(eng.size * d[2 * i + 1] != d[2 * i] ** 2 for i in range(_ARG_CHUNKS)):
+        raise ValueError(f"{kind}(comm=...): the ranks passed different arguments (max_norm, "
+                         "eps): every rank must clip by the same coefficient")
+    flags = tuple(int(f) for f in data[_FLAGS_AT:_FLAGS_AT + _FLAGS].tolist())
+    if inf:  # every rank is here: none failed, all made this call
+        return _max_over_ranks(eng, mine[0]), flags
+    return math.sqrt(SumOfSquares(data[:WORDS]).value), flags
 
 
 def l2_penalty(reg: L2, params: Any, comm: Any, lr: Any = None) -> float:
@@ -330,7 +415,7 @@ def l2_penalty(reg: L2, params: Any, comm: Any, lr: Any = None) -> float:
         return data, sel.arrays.size
 
     kind = "L2.penalty_decay_" if decays else "L2.penalty"
-    out = _exchange(eng, kind, weighted, part, wrote=decays)
+    out = _exchange(eng, kind, "with multipliers" if weighted else "", part, wrote=decays)
     if reg._c is not None:
         c = reg._c
     else:

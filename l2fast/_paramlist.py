@@ -180,15 +180,16 @@ class ParamList(HasTable):
         return _sum_scale(self._table, factor, per_array, num_threads, check_finite,
                           reproducible, partial)
 
-    def global_norm(self, *, num_threads: Threads = None) -> float:
-        """`global_norm` of the arrays: sqrt(sum_i ||g_i||^2)."""
-        return _global_norm(self._table, num_threads)
+    def global_norm(self, *, num_threads: Threads = None, comm: Comm = None) -> float:
+        """`global_norm` of the arrays: sqrt(sum_i ||g_i||^2) (over all ranks with comm)."""
+        return _global_norm(lambda: self._table, num_threads, comm)
 
     def clip_grad_norm_(self, max_norm: Real, *, eps: Real = 1e-6,
-                        error_if_nonfinite: bool = False, num_threads: Threads = None) -> float:
+                        error_if_nonfinite: bool = False, num_threads: Threads = None,
+                        comm: Comm = None) -> float:
         """`clip_grad_norm_` of the arrays: g_i *= max_norm / (||g|| + eps) when
-        that is < 1; returns ||g|| before clipping."""
-        return _clip(self._table, max_norm, eps, error_if_nonfinite, num_threads)
+        that is < 1 (||g|| over all ranks with comm); returns ||g|| before clipping."""
+        return _clip(lambda: self._table, max_norm, eps, error_if_nonfinite, num_threads, comm)
 
     def add_scaled_(self, src: Arrays, alpha: Real, *, num_threads: Threads = None,
                     check_finite: bool = False) -> None:

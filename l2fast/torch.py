@@ -14,6 +14,9 @@ sums in the gradients' dtype), the coefficient formed in float64 and each
 product rounded once.  CPU tensors only.  docs/torch.md has the details and
 where results differ from torch's.
 
+With ``comm=`` each rank passes its shard of the gradients and the norm is
+the norm over all the ranks (docs/torch.md, "Sharded gradients").
+
 This module needs torch; ``import l2fast`` never imports it.
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ import functools
 import math
 import types
 import warnings
-from typing import Any, Iterable, Union
+from typing import Any, Callable, Iterable, Union
 
 try:
     import torch
@@ -31,8 +34,8 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess by the 
                       "the rest of l2fast works without it") from e
 
 from ._args import thread_count
-from ._clip import NONFINITE, _clip, _global_norm, clip_coef
-from ._kernels import scale as _scale
+from ._clip import NONFINITE, _clip, _global_norm, _state, clip_args, clip_by
+from ._distributed import reduce_norm
 from ._table import INPLACE, READ, Table
 
 __all__ = ["clip_grad_norm_", "get_total_norm"]
@@ -62,7 +65,10 @@ def _order(norm_type: Any) -> float:
 
 
 def _inf_norm(tensors: list[torch.Tensor]) -> float:
-    """max |x| over every element (exact in any dtype: no sum is formed)."""
+    """max |x| over every element (exact in any dtype: no sum is formed); 0
+    for no tensors."""
+    if not tensors:
+        return 0.0
     norms = [torch.linalg.vector_norm(t, math.inf) for t in tensors]
     return float(torch.linalg.vector_norm(torch.stack(norms), math.inf))
 
@@ -73,10 +79,86 @@ def _table(tensors: list[torch.Tensor], labels: tuple[int, ...] | None, mode: in
     return Table(tuple(tensors), labels, None, mode, "grads")
 
 
+def _grads(parameters: TensorOrTensors) -> tuple[list[torch.Tensor], tuple[int, ...], bool]:
+    """The parameters' gradients (None skipped), their positions among the
+    parameters, and whether `parameters` was an empty generator."""
+    if isinstance(parameters, torch.Tensor):
+        params = [parameters]
+        empty_generator = False
+    else:
+        generator = isinstance(parameters, types.GeneratorType)
+        params = list(parameters)
+        empty_generator = generator and not params
+    positions = tuple(i for i, p in enumerate(params) if p.grad is not None)
+    grads: list[torch.Tensor] = [params[i].grad for i in positions]  # type: ignore[misc]
+    return grads, positions, empty_generator
+
+
+def _warn_empty_generator(stacklevel: int) -> None:
+    warnings.warn("`parameters` is an empty generator, no gradient clipping "
+                  "will occur.", stacklevel=stacklevel + 1)
+
+
+# ---------------------------------------------------------------------------
+# comm=: the norm over the ranks
+# ---------------------------------------------------------------------------
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _is_inf(norm_type: Any) -> bool:
+    try:
+        return float(norm_type) == math.inf
+    except (TypeError, ValueError):
+        return False  # refused by _order, inside the exchange
+
+
+def _flags(tensors: list[torch.Tensor]) -> tuple[int, ...]:
+    held = {t.dtype for t in tensors}
+    return tuple(int(d in held) for d in _DTYPES)
+
+
+def _result(total: float, flags: tuple[int, ...]) -> torch.Tensor:
+    """The norm as torch returns it, with comm: the dtype is the gradients'
+    dtypes promoted over all the ranks (the same tensor on every rank);
+    ``tensor(0.)`` when no rank holds a tensor."""
+    held = [d for d, f in zip(_DTYPES, flags) if f]
+    if not held:
+        return torch.tensor(0.0)
+    return torch.tensor(total, dtype=functools.reduce(torch.promote_types, held))
+
+
+Made = tuple[Table, list[torch.Tensor], int, tuple[float, ...]]
+
+
+def _over_ranks(comm: Any, kind: str, norm_type: Any, make: Callable[[], Made]
+                ) -> tuple[float, tuple[int, ...], Made]:
+    """The norm of order `norm_type` of every rank's tensors: `make()` (this
+    rank's table, tensors, threads and shared arguments) runs inside the
+    exchange, so that a rank whose input is refused makes every rank raise."""
+    inf = _is_inf(norm_type)
+    got: list[Made] = []
+
+    def local() -> tuple[Any, tuple[float, ...], tuple[int, ...]]:
+        got.append(make())
+        table, ts, nt, args = got[0]
+        return (_inf_norm(ts) if inf else _state(table, nt)), args, _flags(ts)
+
+    total, flags = reduce_norm(comm, kind, local, inf=inf)
+    return total, flags, got[0]
+
+
+# ---------------------------------------------------------------------------
+# The functions
+# ---------------------------------------------------------------------------
+
 def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
                    error_if_nonfinite: bool = False, foreach: bool | None = None, *,
-                   num_threads: int | None = None) -> torch.Tensor:
+                   num_threads: int | None = None, comm: Any = None) -> torch.Tensor:
     r"""The norm of `tensors` seen as one vector: ``torch.nn.utils.get_total_norm``.
+
+    .. math:: \|g\|_2 = \sqrt{\sum_i \|g_i\|^2}, \qquad
+              \|g\|_\infty = \max_i \max_k |g_i[k]|
 
     Parameters
     ----------
@@ -91,6 +173,13 @@ def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
         Accepted for compatibility, and ignored: l2fast runs one kernel.
     num_threads : int or None, default None
         l2fast's threads, as in `l2fast.sum_squares` (not torch's).
+    comm : mpi4py.MPI.Comm, torch.distributed ProcessGroup, "mpi" or "torch", optional
+        Each rank passes its shard of the tensors and every rank gets the
+        norm of all of them: the 2-norm :math:`\sqrt{\operatorname{round}(S)}`,
+        S the exact sum of squares over all ranks rounded once (as
+        `l2fast.global_norm` with comm), or the inf-norm, the largest |x| on
+        any rank; the same tensor on every rank, its dtype the tensors'
+        dtypes promoted over all ranks (docs/torch.md, "Sharded gradients").
 
     Returns
     -------
@@ -99,12 +188,22 @@ def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
         float32 tensors); ``tensor(0.)`` for no tensors.
     """
     with torch.no_grad():
+        if comm is not None:
+            def make() -> Made:
+                ts = _listed(tensors)
+                _order(norm_type)
+                return _table(ts, None, READ), ts, thread_count(num_threads), ()
+
+            total, flags, _ = _over_ranks(comm, "get_total_norm", norm_type, make)
+            if error_if_nonfinite and not math.isfinite(total):
+                raise RuntimeError(NONFINITE.format(order=float(norm_type)))
+            return _result(total, flags)
         ts = _listed(tensors)
         order = _order(norm_type)
         if not ts:
             return torch.tensor(0.0)
         table = _table(ts, None, READ)
-        total = _global_norm(table, num_threads) if order == 2.0 else _inf_norm(ts)
+        total = _global_norm(lambda: table, num_threads) if order == 2.0 else _inf_norm(ts)
         if error_if_nonfinite and not math.isfinite(total):
             raise RuntimeError(NONFINITE.format(order=order))
         return torch.tensor(total, dtype=_norm_dtype(ts))
@@ -112,7 +211,7 @@ def get_total_norm(tensors: TensorOrTensors, norm_type: float = 2.0,
 
 def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False, foreach: bool | None = None, *,
-                    num_threads: int | None = None) -> torch.Tensor:
+                    num_threads: int | None = None, comm: Any = None) -> torch.Tensor:
     r"""Clip the gradients' total norm, in place: ``torch.nn.utils.clip_grad_norm_``.
 
     .. math:: g_i \leftarrow g_i \cdot \min\Big(\frac{\text{max\_norm}}{\|g\| + 10^{-6}}, 1\Big)
@@ -136,6 +235,14 @@ def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: flo
         Accepted for compatibility, and ignored.
     num_threads : int or None, default None
         l2fast's threads, as in `l2fast.sum_squares` (not torch's).
+    comm : mpi4py.MPI.Comm, torch.distributed ProcessGroup, "mpi" or "torch", optional
+        Each rank passes the parameters whose gradients it holds (a shard):
+        ||g|| is the norm over all ranks, as `get_total_norm` with comm, the
+        same on every rank, and each rank multiplies its own gradients by
+        the same coefficient.  Every rank must pass the same `max_norm`.
+        A rank whose input is refused makes every rank raise (the others a
+        RuntimeError naming it), and with `error_if_nonfinite` a NaN or Inf
+        on any rank raises on every rank; nothing is written then.
 
     Returns
     -------
@@ -152,37 +259,48 @@ def clip_grad_norm_(parameters: TensorOrTensors, max_norm: float, norm_type: flo
     otherwise, which changes nothing).
     """
     with torch.no_grad():
-        if isinstance(parameters, torch.Tensor):
-            params = [parameters]
-        else:
-            generator = isinstance(parameters, types.GeneratorType)
-            params = list(parameters)
-            if generator and not params:
-                warnings.warn("`parameters` is an empty generator, no gradient clipping "
-                              "will occur.", stacklevel=2)
-        order = _order(norm_type)
-        positions = tuple(i for i, p in enumerate(params) if p.grad is not None)
-        grads: list[torch.Tensor] = [params[i].grad for i in positions]  # type: ignore[misc]
-        if not grads:
-            return torch.tensor(0.0)
+        clip = _clip_local if comm is None else functools.partial(_clip_over_ranks, comm=comm)
+        return clip(parameters, max_norm, norm_type, error_if_nonfinite, num_threads)
+
+
+def _clip_local(parameters: TensorOrTensors, max_norm: float, norm_type: Any,
+                error_if_nonfinite: bool, num_threads: int | None) -> torch.Tensor:
+    """clip_grad_norm_ of this process's gradients."""
+    grads, positions, empty_generator = _grads(parameters)
+    if empty_generator:
+        _warn_empty_generator(3)
+    order = _order(norm_type)
+    if not grads:
+        return torch.tensor(0.0)
+    table = _table(grads, positions, INPLACE)
+    if order == 2.0:
+        total = _clip(lambda: table, float(max_norm), EPS, error_if_nonfinite, num_threads)
+    else:
+        nt = thread_count(num_threads)
+        m, _ = clip_args(float(max_norm), EPS)
+        total = _inf_norm(grads)
+        clip_by(table, nt, total, m, EPS, error_if_nonfinite, math.inf)
+    return torch.tensor(total, dtype=_norm_dtype(grads))
+
+
+def _clip_over_ranks(parameters: TensorOrTensors, max_norm: float, norm_type: Any,
+                     error_if_nonfinite: bool, num_threads: int | None, *,
+                     comm: Any) -> torch.Tensor:
+    """clip_grad_norm_ with comm: the norm over the ranks, then each rank's own
+    gradients scaled by the common coefficient."""
+    empty: list[bool] = []
+
+    def make() -> Made:
+        grads, positions, empty_generator = _grads(parameters)
+        empty.append(empty_generator)
+        _order(norm_type)
         table = _table(grads, positions, INPLACE)
-        if order == 2.0:
-            total = _clip(table, float(max_norm), EPS, error_if_nonfinite, num_threads)
-        else:
-            total = _clip_inf(table, grads, float(max_norm), error_if_nonfinite, num_threads)
-        return torch.tensor(total, dtype=_norm_dtype(grads))
+        nt = thread_count(num_threads)
+        return table, grads, nt, clip_args(float(max_norm), EPS)
 
-
-def _clip_inf(table: Table, grads: list[torch.Tensor], max_norm: float,
-              error_if_nonfinite: bool, num_threads: int | None) -> float:
-    """clip_grad_norm_ with norm_type=inf, on a table validated for writing."""
-    if not max_norm >= 0:
-        raise ValueError(f"max_norm must be >= 0, got {max_norm!r}")
-    total = _inf_norm(grads)
-    if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(NONFINITE.format(order=math.inf))
-    coef = clip_coef(total, max_norm, EPS)
-    if not coef >= 1.0:
-        _scale(table, coef, num_threads=thread_count(num_threads))
-        table.wrote()
-    return total
+    total, flags, (table, _, nt, (m, eps)) = _over_ranks(comm, "clip_grad_norm_", norm_type,
+                                                         make)
+    if empty[0]:
+        _warn_empty_generator(3)
+    clip_by(table, nt, total, m, eps, error_if_nonfinite, float(norm_type))
+    return _result(total, flags)

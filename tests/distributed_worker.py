@@ -4,15 +4,20 @@
     torchrun --standalone --nproc_per_node K tests/distributed_worker.py --engine torch --out DIR
 
 Every rank holds its shards of the same global values (`global_arrays`) cut
-at the points of `cuts`, makes the calls of `run` with comm=, and writes what
-it got (floats as hex, states as bytes in hex, errors as type and message) to
-DIR/rank<r>.json.  The test compares the ranks, and `oracle` (the same calls
-on the unsharded values in one process, without comm).  Only numpy, l2fast
-and the engine are imported: it runs against an installed l2fast.
+at the points of `cuts`, makes the calls of `run` (sums, L2), `run_norms` and
+`run_clip_failures` (global norms and clipping) and, when torch is installed,
+`run_torch` (l2fast.torch) with comm=, and writes what it got (floats as
+hex, states and its own clipped arrays as digests, errors as type and
+message) to DIR/rank<r>.json.  The test compares the ranks, `oracle` (the
+same calls on the unsharded values in one process, without comm) and
+`clip_oracle` (the exact norms and the clipped values from references that
+do not use l2fast).  Only numpy, l2fast, the engine and (if present) torch
+are imported: it runs against an installed l2fast.
 """
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 from fractions import Fraction
@@ -164,6 +169,161 @@ def run(comm, rank, size, spell):
     return r
 
 
+# ---------------------------------------------------------------------------
+# Global norms and clipping (l2fast.global_norm / clip_grad_norm_, l2fast.torch)
+# ---------------------------------------------------------------------------
+
+CLIP = 1e6          # below the norm (~6.5e7): clips
+NO_CLIP = 1e9       # above it: leaves the gradients alone
+CLIP_INF = 1e5      # below the largest |x| (~3.4e6)
+
+
+def shard_digest(arrays):
+    """One digest of {name: array}: names, dtypes and bytes (NaNs as their bits)."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_norms(comm, rank, size, spell):
+    """Every rank's norm (the same bits on every rank) and its clipped shard
+    (its own; compared with the pieces of the whole clipped in one process)."""
+    arrays = global_arrays()
+    r = {}
+    for name in SHARDINGS:
+        mine = shard(arrays, name, rank, size)
+        views = list(mine.values())
+        r[f"norm/{name}"] = l2fast.global_norm(views, comm=comm).hex()
+        r[f"norm-dict/{name}"] = l2fast.global_norm(mine, comm=spell).hex()
+        r[f"norm-pl/{name}"] = l2fast.ParamList(views).global_norm(comm=comm).hex()
+        r[f"clip/{name}"] = l2fast.clip_grad_norm_(mine, CLIP, comm=comm).hex()
+        r[f"mine/clip/{name}"] = shard_digest(mine)
+        r[f"clip-again/{name}"] = l2fast.global_norm(mine, comm=comm).hex()
+        mine = shard(arrays, name, rank, size)
+        r[f"no-clip/{name}"] = l2fast.ParamList(mine).clip_grad_norm_(NO_CLIP, comm=comm).hex()
+        r[f"mine/no-clip/{name}"] = shard_digest(mine)
+    return r
+
+
+def with_extra(views, value, at_rank, rank):
+    """Copies of `views` and one more array: [value] on rank `at_rank`, [1.0] elsewhere."""
+    return [v.copy() for v in views] + [np.array([value if rank == at_rank else 1.0])]
+
+
+def readonly(a):
+    a.flags.writeable = False
+    return a
+
+
+def run_clip_failures(comm, rank, size):
+    """Non-finite norms, a refused input on one rank, ranks out of step: every
+    rank raises (or every rank gets the same NaN), nothing is left waiting."""
+    mine = shard(global_arrays(), "equal", rank, size)
+    views = list(mine.values())
+    r = {}
+    bad = with_extra(views, np.nan, size // 2, rank)
+    r["fail/clip-nan"] = error(lambda: l2fast.clip_grad_norm_(bad, CLIP, comm=comm,
+                                                              error_if_nonfinite=True))
+    r["mine/clip-nan/unchanged"] = shard_digest(dict(enumerate(bad))) == shard_digest(
+        dict(enumerate(with_extra(views, np.nan, size // 2, rank))))
+    nan = l2fast.clip_grad_norm_(bad, CLIP, comm=comm)
+    r["clip-nan"] = [nan.hex(), all(bool(np.isnan(a).all()) for a in bad)]
+    inf = with_extra(views, np.inf, size - 1, rank)
+    r["clip-inf"] = l2fast.clip_grad_norm_(inf, CLIP, comm=comm).hex()
+    r["mine/clip-inf"] = [bool((a == 0).all()) for a in inf[:-1]] + [str(inf[-1][0])]
+    for key, fn in {
+        "dtype": lambda: l2fast.clip_grad_norm_(
+            views + ([np.zeros(3, np.int32)] if rank == size - 1 else []), CLIP, comm=comm),
+        "readonly": lambda: l2fast.clip_grad_norm_(
+            views + ([readonly(np.zeros(3, np.float32))] if rank == 0 else []), CLIP,
+            comm=comm),
+        "max_norm": lambda: l2fast.clip_grad_norm_(views, -1.0 if rank == 0 else CLIP,
+                                                   comm=comm),
+        "norm-dtype": lambda: l2fast.global_norm(
+            views + ([np.zeros(3, np.int32)] if rank == size - 1 else []), comm=comm),
+    }.items():
+        r[f"fail/clip-{key}"] = error(fn)
+    r["mine/failures/unchanged"] = shard_digest(mine) == shard_digest(
+        shard(global_arrays(), "equal", rank, size))
+    if size > 1:
+        r["fail/clip-args"] = error(lambda: l2fast.clip_grad_norm_(views, CLIP * (1 + rank),
+                                                                   comm=comm))
+        r["fail/clip-mismatch"] = error(lambda: l2fast.global_norm(views, comm=comm)
+                                        if rank == 0 else l2fast.sum_squares(views, comm=comm))
+    r["clip/after_failures"] = l2fast.global_norm(views, comm=comm).hex()
+    return r
+
+
+def torch_params(mine, dtype_of):
+    """Parameters whose .grad tensors share memory with this rank's arrays (so
+    clipping them clips `mine`), and one parameter without a gradient."""
+    import torch
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    for v in mine.values():
+        p = torch.nn.Parameter(torch.zeros(v.shape, dtype=dtype_of(v)))
+        p.grad = torch.from_numpy(v)
+        params.append(p)
+    return params
+
+
+def run_torch(comm, rank, size):
+    """l2fast.torch's get_total_norm and clip_grad_norm_ with comm: [dtype, value]
+    of the 0-d tensor (the same on every rank) and each rank's clipped shard."""
+    import torch
+
+    import l2fast.torch as lt
+
+    dtype_of = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+    arrays, r = global_arrays(), {}
+    got = (lambda t: [str(t.dtype), float(t).hex()])
+    for name in ("equal", "empty", "one"):
+        mine = shard(arrays, name, rank, size)
+        params = torch_params(mine, lambda v: dtype_of[v.dtype])
+        grads = [p.grad for p in params if p.grad is not None]
+        r[f"t-norm/{name}"] = got(lt.get_total_norm(grads, comm=comm))
+        r[f"t-inf/{name}"] = got(lt.get_total_norm(iter(grads), "inf", comm=comm))
+        r[f"t-clip/{name}"] = got(lt.clip_grad_norm_(params, CLIP, comm=comm))
+        r[f"mine/t-clip/{name}"] = shard_digest(mine)
+        mine = shard(arrays, name, rank, size)
+        params = torch_params(mine, lambda v: dtype_of[v.dtype])
+        r[f"t-clip-inf/{name}"] = got(lt.clip_grad_norm_(
+            (p for p in params), CLIP_INF, norm_type=math.inf, comm=comm))
+        r[f"mine/t-clip-inf/{name}"] = shard_digest(mine)
+    mine = shard(arrays, "equal", rank, size)
+    params = torch_params(mine, lambda v: dtype_of[v.dtype])
+    nan = params + [torch_params({"x": np.array([np.nan if rank == size // 2 else 1.0])},
+                                 lambda v: torch.float64)[1]]
+    for order in (2.0, math.inf):
+        r[f"fail/t-nan/{order}"] = error(lambda: lt.clip_grad_norm_(
+            nan, CLIP, order, error_if_nonfinite=True, comm=comm))
+    r["fail/t-total-nan"] = error(lambda: lt.get_total_norm(
+        [p.grad for p in nan[1:]], error_if_nonfinite=True, comm=comm))
+    r["fail/t-order"] = error(lambda: lt.clip_grad_norm_(params, CLIP, 3.0 if rank == 0 else 2.0,
+                                                         comm=comm))
+    r["fail/t-device"] = error(lambda: lt.get_total_norm(
+        [p.grad for p in params[1:]] + ([torch.zeros(2, device="meta")] if rank == size - 1
+                                        else []), comm=comm))
+    if size > 1:
+        r["fail/t-inf-vs-2"] = error(lambda: lt.clip_grad_norm_(
+            params, CLIP, math.inf if rank == 0 else 2.0, comm=comm))
+    r["mine/t-failures/unchanged"] = shard_digest(mine) == shard_digest(
+        shard(arrays, "equal", rank, size))
+    r["t/after_failures"] = got(lt.get_total_norm([p.grad for p in params[1:]], comm=comm))
+    return r
+
+
+def have_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def oracle():
     """What the calls give on the unsharded values in one process, without comm
     (exact sums: reproducible=True, which comm implies)."""
@@ -184,6 +344,49 @@ def oracle():
             o[f"penalty_decay/{key}"] = reg.penalty_decay_(copy, 0.1)
             o[f"decayed/{key}"] = l2fast.sum_squares(copy, reproducible=True).hex()
     o["penalty/mult/exact"] = mult_penalty_exact(arrays)
+    return o
+
+
+def exact_square_sum(arrays):
+    """sum of the squares of every value, as a Fraction from the values' own bits
+    (v = m 2^e with m an integer of 53 bits), without l2fast."""
+    v = flat(arrays).astype(np.float64)
+    mant, expo = np.frexp(v)
+    m = (mant * 2.0 ** 53).astype(np.int64).tolist()
+    k = (2 * expo - 106).tolist()  # v^2 = m^2 2^k
+    low = min(k)
+    return Fraction(sum((a * a) << (b - low) for a, b in zip(m, k)), 1) * Fraction(2) ** low
+
+
+def clipped(arrays, dtype, coef):
+    """The arrays in `dtype` times coef, formed in float64 and rounded once (NumPy)."""
+    return [(a.astype(dtype).astype(np.float64) * coef).astype(dtype) for a in arrays]
+
+
+def clip_oracle():
+    """The norms and the clipped gradients of the unsharded values, from
+    independent references: the exact sum of squares (fractions, and
+    math.fsum), its rounded square root, max |x|, and NumPy's products; and
+    the single-process l2fast calls they must equal (exact sums:
+    reproducible=True, which comm implies)."""
+    arrays = global_arrays()
+    squares = exact_square_sum(arrays)
+    v = flat(arrays).astype(np.float64)
+    norm = math.sqrt(float(squares))           # float(Fraction): rounded once
+    assert norm == math.sqrt(math.fsum((v * v).tolist()))
+    assert Fraction(math.nextafter(norm, 0)) ** 2 < squares < Fraction(
+        math.nextafter(norm, math.inf)) ** 2    # within one ulp of the true root
+    assert norm == math.sqrt(l2fast.sum_squares(arrays, reproducible=True))
+    inf = float(np.abs(v).max())
+    o = {"norm": norm, "inf": inf, "clipped": {}, "clipped-inf": {}, "whole": {}}
+    for dt in (np.float32, np.float64):
+        o["whole"][dt] = [a.astype(dt) for a in arrays]
+        o["clipped"][dt] = clipped(arrays, dt, CLIP / (norm + 1e-6))
+        o["clipped-inf"][dt] = clipped(arrays, dt, CLIP_INF / (inf + 1e-6))
+        one = [a.astype(dt) for a in arrays]    # the single-process call: the same bits
+        l2fast.scale_(one, CLIP / (math.sqrt(l2fast.sum_squares(one, reproducible=True))
+                                   + 1e-6))
+        assert all(np.array_equal(x, y) for x, y in zip(one, o["clipped"][dt]))
     return o
 
 
@@ -220,7 +423,11 @@ def main():
         dist.init_process_group("gloo")
         comm = dist.group.WORLD
         rank, size = dist.get_rank(), dist.get_world_size()
-    result = {"rank": rank, "size": size, "results": run(comm, rank, size, args.engine)}
+    results = {**run(comm, rank, size, args.engine), **run_norms(comm, rank, size, args.engine),
+               **run_clip_failures(comm, rank, size), "torch": have_torch()}
+    if results["torch"]:
+        results.update(run_torch(comm, rank, size))
+    result = {"rank": rank, "size": size, "results": results}
     with open(os.path.join(args.out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
     if args.engine == "torch":

@@ -10,6 +10,7 @@ L2FAST_EXPECT_TORCH=1 (its wheel run, with torch) make them fail instead.
 """
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -109,7 +110,7 @@ def check(results, k, o):
     exact = o["exact"]
     assert o["sum"] == exact
     for key in results[0]:
-        if not key.startswith("fail/"):
+        if not key.startswith(("fail/", "mine/")):
             assert len({json.dumps(r[key]) for r in results}) == 1, (key, [r[key] for r in results])
     r = results[0]
     # sums: every sharding, layout, dtype per rank and spelling of the comm
@@ -137,18 +138,9 @@ def check(results, k, o):
             assert got == pytest.approx(o[f"{what}/mult"], rel=1e-14)
         assert r[f"decayed/mult/{name}"] == o["decayed/mult"]
     # failures: the failing rank raises its own error, every other rank names it
-    def failed(key, bad_rank, own, *words):
-        for rank, res in enumerate(results):
-            kind, msg = res[key]
-            if rank == bad_rank:
-                assert kind == own, (key, rank, msg)
-            else:
-                assert kind == "RuntimeError", (key, rank, msg)
-                assert f"rank {bad_rank} of {k} failed ({own}" in msg, msg
-                assert all(w in msg for w in words), msg
-    failed("fail/dtype", k - 1, "TypeError")
-    failed("fail/readonly", 0, "ValueError", "already scaled")
-    failed("fail/finite", k // 2, "FloatingPointError")
+    failed(results, "fail/dtype", k - 1, "TypeError")
+    failed(results, "fail/readonly", 0, "ValueError", "already scaled")
+    failed(results, "fail/finite", k // 2, "FloatingPointError")
     for res in results:
         assert res["fail/per_array"][0] == "ValueError"
         assert "per_array=True cannot be combined with comm" in res["fail/per_array"][1]
@@ -159,19 +151,126 @@ def check(results, k, o):
         assert res["after_failures"] == exact
 
 
+@pytest.fixture(scope="module")
+def clip_oracle():
+    return worker.clip_oracle()
+
+
+def expected_shards(values, name, k):
+    """Each rank's expected arrays: its pieces of values[dtype], float64 on odd ranks."""
+    total = sum(a.size for a in values[np.float32])
+    c = worker.cuts(name, k, total)
+    return [worker.pieces(values[np.float64 if r % 2 else np.float32], c[r], c[r + 1])
+            for r in range(k)]
+
+
+def check_norms(results, k, co):
+    """Global norms and clipping with comm: every rank has the exact norm of the
+    whole (co: fractions / fsum, = the single-process reproducible value) and
+    its own shard of the gradients clipped as the whole is in one process."""
+    norm, r = co["norm"].hex(), results[0]
+    for name in worker.SHARDINGS:
+        for what in ("norm", "norm-dict", "norm-pl", "clip", "no-clip"):
+            assert r[f"{what}/{name}"] == norm, (what, name)
+        mine = expected_shards(co["clipped"], name, k)
+        for rank, res in enumerate(results):
+            assert res[f"mine/clip/{name}"] == worker.shard_digest(mine[rank]), (name, rank)
+            assert res[f"mine/no-clip/{name}"] == worker.shard_digest(
+                expected_shards(co["whole"], name, k)[rank]), (name, rank)
+        after = worker.exact_square_sum([a for m in mine for a in m.values()])
+        assert r[f"clip-again/{name}"] == math.sqrt(float(after)).hex(), name
+        assert float.fromhex(r[f"clip-again/{name}"]) == pytest.approx(worker.CLIP, rel=1e-6)
+    # non-finite norms: raised on every rank, or the same NaN / Inf everywhere
+    for res in results:
+        assert res["fail/clip-nan"][0] == "RuntimeError", res["fail/clip-nan"]
+        assert "non-finite, so it cannot be clipped" in res["fail/clip-nan"][1]
+        assert res["mine/clip-nan/unchanged"] and res["mine/failures/unchanged"]
+    assert r["clip-nan"] == ["nan", True] and r["clip-inf"] == "inf"
+    for rank, res in enumerate(results):  # scaled by 0: finite -> 0, inf -> nan
+        assert res["mine/clip-inf"][-1] == ("nan" if rank == k - 1 else "0.0")
+        assert all(res["mine/clip-inf"][:-1])
+    # a refused input on one rank: every rank raises, nothing is written
+    failed(results, "fail/clip-dtype", k - 1, "TypeError", "clip_grad_norm_(comm=...)")
+    failed(results, "fail/clip-readonly", 0, "ValueError", "clip_grad_norm_(comm=...)")
+    failed(results, "fail/clip-max_norm", 0, "ValueError")
+    failed(results, "fail/clip-norm-dtype", k - 1, "TypeError", "global_norm(comm=...)")
+    for res in results:
+        assert "already scaled" not in res["fail/clip-readonly"][1]
+        if k > 1:
+            assert res["fail/clip-args"][0] == "ValueError"
+            assert "different arguments (max_norm, eps)" in res["fail/clip-args"][1]
+            assert res["fail/clip-mismatch"][0] == "ValueError"
+            assert "different l2fast calls" in res["fail/clip-mismatch"][1]
+    assert r["clip/after_failures"] == norm
+    if r["torch"]:
+        check_torch(results, k, co)
+
+
+def check_torch(results, k, co):
+    """l2fast.torch with comm: the same 0-d tensor on every rank, of the dtype
+    promoted over the ranks' gradients, and each rank's shard clipped."""
+    r = results[0]
+    for name in ("equal", "empty", "one"):
+        c = worker.cuts(name, k, sum(a.size for a in co["whole"][np.float32]))
+        held = {"float64" if rank % 2 else "float32" for rank in range(k)
+                if c[rank] < c[rank + 1]}
+        dt = f"torch.{'float64' if 'float64' in held else 'float32'}"
+        rounded = (float if dt == "torch.float64" else np.float32)(co["norm"])
+        for what in ("t-norm", "t-clip"):
+            assert r[f"{what}/{name}"] == [dt, float(rounded).hex()], (what, name)
+        for what in ("t-inf", "t-clip-inf"):
+            assert r[f"{what}/{name}"] == [dt, co["inf"].hex()], (what, name)
+        for what, values in (("t-clip", "clipped"), ("t-clip-inf", "clipped-inf")):
+            mine = expected_shards(co[values], name, k)
+            for rank, res in enumerate(results):
+                assert res[f"mine/{what}/{name}"] == worker.shard_digest(mine[rank]), \
+                    (what, name, rank)
+    for res in results:
+        for key in ("fail/t-nan/2.0", "fail/t-nan/inf", "fail/t-total-nan"):
+            assert res[key][0] == "RuntimeError", (key, res[key])
+            assert "is non-finite, so it cannot be clipped" in res[key][1], res[key]
+        assert res["mine/t-failures/unchanged"]
+        if k > 1:
+            assert res["fail/t-inf-vs-2"][0] == "ValueError"
+            assert "different l2fast calls" in res["fail/t-inf-vs-2"][1]
+    failed(results, "fail/t-order", 0, "NotImplementedError", counted_as="another exception")
+    failed(results, "fail/t-device", k - 1, "TypeError", "get_total_norm(comm=...)")
+    assert r["t/after_failures"] == ["torch.float64" if k > 1 else "torch.float32",
+                                     float((float if k > 1 else np.float32)(co["norm"])).hex()]
+
+
+def failed(results, key, bad_rank, own, *words, counted_as=None):
+    """The failing rank raised `own`; every other rank a RuntimeError naming it
+    (and its exception type, or `counted_as`)."""
+    k = len(results)
+    for rank, res in enumerate(results):
+        kind, msg = res[key]
+        if rank == bad_rank:
+            assert kind == own, (key, rank, msg)
+        else:
+            assert kind == "RuntimeError", (key, rank, msg)
+            assert f"rank {bad_rank} of {k} failed ({counted_as or own}" in msg, (key, msg)
+            assert all(w in msg for w in words), msg
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
-def test_mpi_ranks_get_the_exact_sum(k, tmp_path, oracle):
+def test_mpi_ranks_get_the_exact_sum(k, tmp_path, oracle, clip_oracle):
     require_mpi()
     launch(mpirun(k, WORKER, "--engine", "mpi", "--out", tmp_path),
            threads=1 if k > 2 else None)
-    check(ranks(tmp_path, k), k, oracle)
+    results = ranks(tmp_path, k)
+    check(results, k, oracle)
+    check_norms(results, k, clip_oracle)
 
 
 @pytest.mark.parametrize("k", [2, 3])
-def test_torch_gloo_ranks_get_the_exact_sum(k, tmp_path, oracle):
+def test_torch_gloo_ranks_get_the_exact_sum(k, tmp_path, oracle, clip_oracle):
     require_torch()
     launch(torchrun(k, WORKER, "--engine", "torch", "--out", tmp_path), threads=1)
-    check(ranks(tmp_path, k), k, oracle)
+    results = ranks(tmp_path, k)
+    check(results, k, oracle)
+    check_norms(results, k, clip_oracle)
+    assert results[0]["torch"]
 
 
 LINE = re.compile(r"^(rank \d+/\d+|unsharded) (step \d+: penalty|after \d+ steps: sum of "
@@ -220,7 +319,9 @@ def test_wrong_comm_type(comm):
     for call in (lambda: l2fast.sum_squares(x, comm=comm),
                  lambda: l2fast.sum_squares_scale_(x.copy(), 1.0, comm=comm),
                  lambda: l2fast.ParamList([x]).sum_squares(comm=comm),
-                 lambda: l2fast.L2(1.0, "none").penalty([x], comm=comm)):
+                 lambda: l2fast.L2(1.0, "none").penalty([x], comm=comm),
+                 lambda: l2fast.global_norm(x, comm=comm),
+                 lambda: l2fast.clip_grad_norm_(x.copy(), 1.0, comm=comm)):
         with pytest.raises(TypeError, match="mpi4py communicator .* torch.distributed"):
             call()
 
@@ -245,6 +346,8 @@ def test_missing_engine_is_an_import_error_naming_the_package(monkeypatch):
     fake = type("ProcessGroup", (), {"__module__": "torch.distributed.distributed_c10d"})
     with pytest.raises(ImportError, match="pip install torch"):
         l2fast.ParamList([arr]).sum_squares_scale_(2.0, comm=fake())
+    with pytest.raises(ImportError, match="pip install torch"):
+        l2fast.ParamList([arr]).clip_grad_norm_(1.0, comm=fake())
     assert np.array_equal(arr, x)  # nothing was scaled
 
 
@@ -283,6 +386,26 @@ def test_weighted_sum_is_exact_and_rounded_once():
         == np.inf
     with pytest.raises(ValueError, match=r"within \[2\^-100, 2\^100\]"):
         _distributed._data_of_weighted([(1e-40, big)])
+
+
+def test_max_over_ranks_orders_float64_bits_as_values():
+    """The inf-norm's MAX all-reduce runs over the float64 bits as int64: for
+    non-negative values the largest int64 is the largest value (zero and
+    subnormals included), and a NaN of either sign is sent as a positive NaN,
+    above +inf."""
+    values = [0.0, 5e-324, 2.2e-308, 1e-300, 0.5, 1.0, 3.0, 1e300, math.inf]
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        picked = rng.choice(values, size=rng.integers(1, 5)).tolist()
+        bits = [int(np.array([v]).view(np.int64)[0]) for v in picked]
+        assert np.array([max(bits)]).view(np.float64)[0] == max(picked)
+    sent = []
+    fake = _distributed.Engine("fake", 0, 1, lambda v, op: sent.append((v.copy(), op)) or v)
+    inf_bits = int(np.array([math.inf]).view(np.int64)[0])
+    for value in (2.5, math.inf, math.nan, -math.nan):
+        got = _distributed._max_over_ranks(fake, value)
+        assert got == value or (math.isnan(got) and math.isnan(value))
+        assert sent[-1][1] == "max" and (sent[-1][0][0] > inf_bits) == math.isnan(value)
 
 
 def test_torch_default_group_needs_init():

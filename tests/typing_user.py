@@ -88,6 +88,10 @@ def main() -> None:
     before_clip: float = l2fast.clip_grad_norm_(grads, norm / 2, error_if_nonfinite=True)
     assert before_clip == norm and abs(gradients.global_norm() - norm / 2) <= 1e-5 * norm
     assert_type(gradients.clip_grad_norm_(1e30, eps=0.0, num_threads=1), float)
+    # comm=None: this process alone (a communicator sums over ranks: docs/distributed.md)
+    assert_type(l2fast.global_norm(grads, comm=None), float)
+    assert_type(gradients.global_norm(comm=None), float)
+    assert_type(l2fast.clip_grad_norm_(grads, 1e30, comm=None), float)
 
     # regularizer and conventions
     ws = [np.ones((4, 3), np.float32), np.ones(3, np.float32)]
