@@ -53,13 +53,15 @@ with threadpool_limits(limits=1, user_api="blas"):
                             split(t, lambda x, y: np.add(x, y, out=x), flat, flat2)),
         }
         runs = [f for pair in pairs.values() for f in pair]
-        if torch is not None:
-            runs.append(lambda: torch._foreach_mul_(tw, 1.0))
         med, _, _ = time_interleaved(runs, repeat)
+        if torch is not None:  # apart: torch's OpenMP threads spin on after a call,
+            # and would slow whichever call came next
+            tm, _, _ = time_interleaved([pairs["scale_"][0],
+                                         lambda: torch._foreach_mul_(tw, 1.0)], repeat)
         for i, name in enumerate(pairs):
             a, b = med[2 * i], med[2 * i + 1]
             print(f"{model} {t}T {name:20s} l2fast {a*1e3:7.2f} ms  NumPy {b*1e3:7.2f} ms  "
                   f"l2fast/NumPy speed {b/a:5.3f}", flush=True)
         if torch is not None:
-            print(f"{model} {t}T scale_ vs torch _foreach_mul_ {med[-1]*1e3:7.2f} ms  "
-                  f"speed {med[-1]/med[2]:5.3f}", flush=True)
+            print(f"{model} {t}T scale_ {tm[0]*1e3:7.2f} ms vs torch _foreach_mul_ "
+                  f"{tm[1]*1e3:7.2f} ms  speed {tm[1]/tm[0]:5.3f}", flush=True)
