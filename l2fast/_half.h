@@ -7,11 +7,11 @@
  * even, subnormals included, overflow to +-inf, NaN kept a quiet NaN:
  *
  *   l2f_round_xx(x)  exact and scalar, from the float64's bits;
- *   l2f_near_xx(x)   branch-free, for vector loops: rounds x to float32,
- *                    then the float32 to 16 bits.  That rounds twice, and
- *                    differs from one rounding only when the float32 lands
- *                    exactly halfway between two 16-bit values (or is not
- *                    finite).  It flags those cases in bit 16 of its result,
+ *   l2f_near_xx(x, &redo)  branch-free, for vector loops: rounds x to
+ *                    float32, then the float32 to 16 bits.  That rounds
+ *                    twice, and differs from one rounding only when the
+ *                    float32 lands exactly halfway between two 16-bit values
+ *                    (or is not finite).  It flags those cases (redo = 1),
  *                    and the loop redoes them with l2f_round_xx.
  */
 #ifndef L2FAST_HALF_H
@@ -74,21 +74,21 @@ static inline uint16_t l2f_round_f16(double x) { return l2f_round16(x, 10, 15, 0
 static inline uint16_t l2f_round_bf16(double x) { return l2f_round16(x, 7, 127, 0x1p133); }
 
 /* ------------------------------------------------------------------------
- * Narrowing, vectorisable: the 16-bit result, and 1 << 16 when it must be
+ * Narrowing, vectorisable: the 16-bit result, and *redo = 1 when it must be
  * redone by l2f_round_xx.
  * ------------------------------------------------------------------------ */
-static inline uint32_t l2f_near_bf16(double x)
+static inline uint32_t l2f_near_bf16(double x, uint32_t *redo)
 {
     uint32_t b = l2f_bits32((float)x);
-    uint32_t redo = (uint32_t)((b & 0xffffu) == 0x8000u)           /* a tie in float32 */
-                    | (uint32_t)((b & 0x7f800000u) == 0x7f800000u); /* inf, NaN */
-    return ((b + 0x7fffu + ((b >> 16) & 1u)) >> 16 & 0xffffu) | (redo << 16);
+    *redo = (uint32_t)((b & 0xffffu) == 0x8000u)                   /* a tie in float32 */
+            | (uint32_t)((b & 0x7f800000u) == 0x7f800000u);         /* inf, NaN */
+    return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16 & 0xffffu;
 }
 
 /* float16: below 2^-14 (subnormal) the result is round(|x| * 2^24), taken
  * from x directly by adding 1.5 * 2^52; above, the float32's exponent is
  * rebiased and its fraction rounded to 10 bits. */
-static inline uint32_t l2f_near_f16(double x)
+static inline uint32_t l2f_near_f16(double x, uint32_t *redo_out)
 {
     uint32_t b = l2f_bits32((float)x), a = b & 0x7fffffffu;
     uint32_t sign = (b >> 16) & 0x8000u;
@@ -98,7 +98,8 @@ static inline uint32_t l2f_near_f16(double x)
     uint32_t redo = (is_normal & (uint32_t)((a & 0x1fffu) == 0x1000u))
                     | (uint32_t)(a >= 0x7f800000u);
     normal = normal < 0x7c00u ? normal : 0x7c00u;
-    return ((normal & is_normal) | (tiny & ~is_normal) | sign) | (redo << 16);
+    *redo_out = redo;
+    return (normal & is_normal) | (tiny & ~is_normal) | sign;
 }
 
 /* ------------------------------------------------------------------------
@@ -116,19 +117,23 @@ static inline float l2f_factor32(double c)
     return (m >= 0x1p-126 && m <= 0x1.fffffep127) ? (float)c : __builtin_nanf("");
 }
 
-static inline uint32_t l2f_scaled_bf16(uint16_t w, float c32)
+/* bfloat16: t is near a midpoint when its low 16 bits are within 4 of
+ * 0x8000, i.e. (b + 4) << 16 lies in [INT32_MIN, INT32_MIN + 9 << 16); it
+ * is tiny (exponent 0 or 1), inf or NaN when (b << 1) + 2^24 wraps below
+ * 3 << 24, i.e. (b << 1) + 0x81000000 < INT32_MIN + (3 << 24).  Signed
+ * compares: one instruction each. */
+static inline uint32_t l2f_scaled_bf16(uint16_t w, float c32, uint32_t *redo)
 {
     uint32_t b = l2f_bits32(l2f_bf16_to_f32(w) * c32);
-    int32_t e = (int32_t)((b >> 23) & 0xffu);   /* signed compares: one instruction */
-    uint32_t redo = (uint32_t)((int32_t)((b - 0x7ffcu) & 0xffffu) < 9)  /* near a midpoint */
-                    | (uint32_t)(e < 2) | (uint32_t)(e > 254);           /* tiny, inf, NaN */
-    return ((b + 0x7fffu + ((b >> 16) & 1u)) >> 16 & 0xffffu) | (redo << 16);
+    *redo = (uint32_t)((int32_t)((b + 4u) << 16) < (int32_t)0x80090000u)
+            | (uint32_t)((int32_t)((b << 1) + 0x81000000u) < (int32_t)0x83000000u);
+    return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
 }
 
 /* float16: above 2^-14, midpoints sit at 0x1000 in the low 13 bits; below,
  * at odd multiples of 2^-25, which t + 0.25 (a multiple of 2^-25 after
  * rounding) lands on when t is near one. */
-static inline uint32_t l2f_scaled_f16(uint16_t w, float c32)
+static inline uint32_t l2f_scaled_f16(uint16_t w, float c32, uint32_t *redo_out)
 {
     float t = l2f_f16_to_f32(w) * c32;
     uint32_t b = l2f_bits32(t), a = b & 0x7fffffffu;
@@ -141,7 +146,8 @@ static inline uint32_t l2f_scaled_f16(uint16_t w, float c32)
                     | (uint32_t)((int32_t)a < 0x00800000)      /* subnormal t */
                     | (uint32_t)((int32_t)a >= 0x7f800000);    /* inf, NaN */
     normal = (int32_t)normal < 0x7c00 ? normal : 0x7c00u;
-    return ((normal & is_normal) | (tiny & ~is_normal) | sign) | (redo << 16);
+    *redo_out = redo;
+    return (normal & is_normal) | (tiny & ~is_normal) | sign;
 }
 
 #endif
