@@ -431,36 +431,38 @@ L2F_DEFINE_V3_SSQ(bf16)
         if (!(((keep) >> (2 * j_)) & 1))                                      \
             (d)[j_] = l2f_round_##S(L2F_LOAD_##S(w, j_) * (f))
 
-/* bfloat16: 16 elements a step, widened by unpacking with zeros (in-lane)
- * and packed back by packus (in-lane): the order comes back.  A value t is
- * rounded half up (a tie is flagged anyway) and flagged as in
- * l2f_scaled_bf16. */
+/* bfloat16: 16 elements a vector.  The even elements (the low halves of
+ * the 32-bit lanes) widen by a shift, the odd ones by a mask; the rounded
+ * high halves of the products are blended back in place.  A product t is
+ * rounded half up (ties are flagged anyway) and flagged as in
+ * l2f_scaled_bf16: the low 16 bits of t within 4 of 0x8000, or a result
+ * whose exponent is 0 or 1 (t tiny; a NaN that the rounding carried) or
+ * 255 (inf, NaN).  In 16-bit lanes, signed compares: with lo the low half of
+ * t + 0x8000, near ⇔ lo + 0x8004 < 0x8009; with r the result, the exponent
+ * test is (r << 1) + 0x8100 < 0x8300. */
 L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double f,
                                      float c32)
 {
     const __m256 c = _mm256_set1_ps(c32);
-    const __m256i zero = _mm256_setzero_si256(), half = _mm256_set1_epi32(0x8000);
-    const __m256i four = _mm256_set1_epi32(4), mid = _mm256_set1_epi32((int32_t)0x80090000u);
-    const __m256i bias = _mm256_set1_epi32((int32_t)0x81000000u);
-    const __m256i edge = _mm256_set1_epi32((int32_t)0x83000000u);
+    const __m256i odd = _mm256_set1_epi32((int32_t)0xffff0000u), half = _mm256_set1_epi32(0x8000);
+    const __m256i near = _mm256_set1_epi16((int16_t)0x8004);
+    const __m256i near_lim = _mm256_set1_epi16((int16_t)0x8009);
+    const __m256i ebias = _mm256_set1_epi16((int16_t)0x8100);
+    const __m256i e_lim = _mm256_set1_epi16((int16_t)0x8300);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD, 1);
+        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
         for (int h = 0; h < 32; h += 16) {
             __m256i x = _mm256_loadu_si256((const __m256i *)(d + i + h));
-            __m256i b0 = _mm256_castps_si256(_mm256_mul_ps(
-                _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, x)), c));
-            __m256i b1 = _mm256_castps_si256(_mm256_mul_ps(
-                _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, x)), c));
-            __m256i f0 = _mm256_or_si256(
-                _mm256_cmpgt_epi32(mid, _mm256_slli_epi32(_mm256_add_epi32(b0, four), 16)),
-                _mm256_cmpgt_epi32(edge, _mm256_add_epi32(_mm256_slli_epi32(b0, 1), bias)));
-            __m256i f1 = _mm256_or_si256(
-                _mm256_cmpgt_epi32(mid, _mm256_slli_epi32(_mm256_add_epi32(b1, four), 16)),
-                _mm256_cmpgt_epi32(edge, _mm256_add_epi32(_mm256_slli_epi32(b1, 1), bias)));
-            __m256i r = _mm256_packus_epi32(_mm256_srli_epi32(_mm256_add_epi32(b0, half), 16),
-                                            _mm256_srli_epi32(_mm256_add_epi32(b1, half), 16));
-            __m256i flag = _mm256_packs_epi32(f0, f1);
+            __m256i te = _mm256_add_epi32(half, _mm256_castps_si256(_mm256_mul_ps(
+                _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), c)));
+            __m256i to = _mm256_add_epi32(half, _mm256_castps_si256(_mm256_mul_ps(
+                _mm256_castsi256_ps(_mm256_and_si256(x, odd)), c)));
+            __m256i r = _mm256_blend_epi16(_mm256_srli_epi32(te, 16), to, 0xaa);
+            __m256i lo = _mm256_blend_epi16(te, _mm256_slli_epi32(to, 16), 0xaa);
+            __m256i flag = _mm256_or_si256(
+                _mm256_cmpgt_epi16(near_lim, _mm256_add_epi16(lo, near)),
+                _mm256_cmpgt_epi16(e_lim, _mm256_add_epi16(_mm256_slli_epi16(r, 1), ebias)));
             _mm256_storeu_si256((__m256i *)(d + i + h), r);
             if (!_mm256_testz_si256(flag, flag)) {
                 uint16_t w[16];
@@ -474,34 +476,34 @@ L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double
         d[i] = l2f_round_bf16(l2f_bf16_to_f64(d[i]) * f);
 }
 
-/* float16: F16C rounds t to nearest even (subnormals, overflow to inf, NaN
- * quiet: as l2f_round_f16); the product rounds the same unless a 16-bit
- * midpoint lies between t * (1 - 2^-21) and t * (1 + 2^-21) (at least 3
- * float32 ulps either side of t, which is within 2.0001 of the float64
- * product), which is tested by rounding both.  A float32-subnormal t is
- * below 2^-126: it and the product round to a zero of their sign. */
+/* float16: the product p = w * f lies between t * (1 - 2^-21) and
+ * t * (1 + 2^-21), t = w * float32(f) (at least 3 float32 ulps either side
+ * of t, which is within 2.0001 ulps of p).  F16C rounds both bounds to
+ * nearest even (subnormals, overflow to inf, NaN quiet: as l2f_round_f16);
+ * rounding is monotone, so where they agree p rounds to the same value, and
+ * elsewhere p is redone exactly.  A float32-subnormal t is below 2^-126:
+ * both bounds and p round to a zero of their sign. */
 L2F_V3 static void l2f_scale_v3_f16(uint16_t *L2F_RESTRICT d, int64_t n, double f,
                                     float c32)
 {
-    const __m256 c = _mm256_set1_ps(c32);
-    const __m256 lo = _mm256_set1_ps(1.0f - 0x1p-21f), hi = _mm256_set1_ps(1.0f + 0x1p-21f);
+    const __m256 lo = _mm256_set1_ps(c32 * (1.0f - 0x1p-21f));
+    const __m256 hi = _mm256_set1_ps(c32 * (1.0f + 0x1p-21f));
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD, 1);
+        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
         for (int h = 0; h < 32; h += 8) {
             __m128i x = _mm_loadu_si128((const __m128i *)(d + i + h));
-            __m256 t = _mm256_mul_ps(_mm256_cvtph_ps(x), c);
-            __m128i r = _mm256_cvtps_ph(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            __m128i r0 = _mm256_cvtps_ph(_mm256_mul_ps(t, lo),
+            __m256 w = _mm256_cvtph_ps(x);
+            __m128i r0 = _mm256_cvtps_ph(_mm256_mul_ps(w, lo),
                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            __m128i r1 = _mm256_cvtps_ph(_mm256_mul_ps(t, hi),
+            __m128i r1 = _mm256_cvtps_ph(_mm256_mul_ps(w, hi),
                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             uint32_t keep = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi16(r0, r1));
-            _mm_storeu_si128((__m128i *)(d + i + h), r);
+            _mm_storeu_si128((__m128i *)(d + i + h), r0);
             if (keep != 0xffffu) {
-                uint16_t w[8];
-                _mm_storeu_si128((__m128i *)w, x);
-                L2F_V3_REDO(f16, d + i + h, w, keep, 8, f);
+                uint16_t old[8];
+                _mm_storeu_si128((__m128i *)old, x);
+                L2F_V3_REDO(f16, d + i + h, old, keep, 8, f);
             }
         }
     }

@@ -20,7 +20,7 @@ base = [(rng.standard_normal(s, dtype=np.float32) * np.float32(0.02)) for s in s
 dtypes = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 ws = {k: [a.astype(t) for a in base] for k, t in dtypes.items()}
 n = sum(a.size for a in base)
-flip = [0.999]
+flip = [float(sys.argv[2]) if len(sys.argv) > 2 else 0.999]
 
 
 def scale(w):
