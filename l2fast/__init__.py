@@ -25,8 +25,9 @@ How a call flows (docs/architecture.md has the whole note):
     _api.py, regularizer.py   public functions, ParamList, L2
       -> _args.py             what an argument is (lists, dicts, pairs, threads)
       -> _table.pyx           validation, and the work table of pieces and items
-      -> _kernels.pyx         one OpenMP loop over items; exact sums added
+      -> _kernels.pyx         the items run by l2fast's team; exact sums added
       -> _loops.h, _exact.h   every loop, per dtype, contiguous and strided
+         _loops16.h           (16-bit loops for AVX2 CPUs)
 """
 from ._api import ParamList, add_scaled_, scale_, sum_squares, sum_squares_scale_
 from ._clip import clip_grad_norm_, global_norm

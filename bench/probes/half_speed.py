@@ -1,8 +1,9 @@
 """Paired medians on GPT-2 shapes, 2 threads: sum_squares and scale_ in
 float32, bfloat16 and float16, timed alternately in one process; GB/s and
-each 16-bit row's share of the float32 row's GB/s (the issue's >= 90 %).
+each 16-bit row's share of the float32 row's GB/s.  scale_ alternates its
+factor between c and 1/c (default 0.999).
 
-    flock /tmp/l2fast-cpu.lock python bench/probes/half_speed.py [rounds]
+    python bench/probes/half_speed.py [rounds] [c]
 """
 import sys
 import time

@@ -1,0 +1,242 @@
+/* x86-64-v3 loops for the contiguous 16-bit sums and scales (AVX2, FMA and
+ * F16C intrinsics), included by _loops.h after the generic loops, whose
+ * macros and run functions they use.  Same bits as the generic loops; the
+ * checks are tests/test_half.py and bench/probes/half_loops.c.
+ */
+#ifndef L2FAST_LOOPS16_H
+#define L2FAST_LOOPS16_H
+/* ------------------------------------------------------------------------
+ * x86-64-v3 loops for 16-bit arrays: AVX2, FMA and F16C intrinsics.
+ *
+ * GCC compiles the generic loops of _loops.h for float16 and bfloat16 into
+ * about twice the instructions they need, too many to keep up with memory at
+ * two bytes an element: it converts float32 to float64 from registers
+ * (vextractf128 and vcvtps2pd ymm, xmm, twice the cost of vcvtps2pd ymm,
+ * m128 on Zen 3) however the loop is written, widens float16 without F16C,
+ * and rebuilds the rounding constants every block (bench/probes/half_loops.c
+ * times both). These loops compute the same values.  A sum widens 32
+ * elements (one per lane) at a time into a float32 buffer (exact) and adds
+ * their squares to the same lanes in the same order as the float32 loop (an
+ * FMA of an exact square): the same bits.  A scale rounds the float32
+ * product t = w * float32(c) to 16 bits and redoes exactly, one element at a
+ * time, those whose float64 product might round otherwise (see _half.h).
+ * They replace the contiguous 16-bit sums and scales where the CPU is
+ * x86-64-v3 but not v4 (where the AVX-512 clone runs); l2f_apply() picks
+ * them.
+ * ------------------------------------------------------------------------ */
+#ifdef L2F_HAVE_CLONES
+#include <immintrin.h>
+#define L2F_V3 __attribute__((target("arch=x86-64-v3")))
+#define L2F_ALIGN64 __attribute__((aligned(64)))
+/* The compiler must store the array buf and load it back (not forward its
+ * values in registers). */
+#define L2F_OPAQUE_ARRAY(buf) __asm__ __volatile__("" : "+m"(buf))
+/* A 16-bit element as float32 (exact). */
+#define L2F_F32_f16(p, k) l2f_f16_to_f32((p)[k])
+#define L2F_F32_bf16(p, k) l2f_bf16_to_f32((p)[k])
+
+/* 1 when this CPU runs these loops: x86-64-v3 and not v4 (cached; the race
+ * of two first calls writes the same value). */
+static int l2f_v3_cpu = -1;
+static inline int l2f_use_v3(void)
+{
+    int v = __atomic_load_n(&l2f_v3_cpu, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("x86-64-v3") && !__builtin_cpu_supports("x86-64-v4");
+        __atomic_store_n(&l2f_v3_cpu, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+#ifndef L2F_V3_AHEAD
+#define L2F_V3_AHEAD L2F_AHEAD
+#endif
+/* Sum of squares of a contiguous run of n >= L2F_SHORT 16-bit elements,
+ * 32 (one float64 per lane) at a time, software-pipelined: each step widens
+ * the next 32 elements into one half of a float32 buffer and adds the
+ * squares of the 32 widened the step before, from the other half; the last
+ * n % 32 elements take lanes 0, 1, ... as in the generic loop. */
+#define L2F_V3_FMA4(a, w, k)                                                  \
+    do {                                                                      \
+        __m256d v_ = _mm256_cvtps_pd(_mm_load_ps((w) + 4 * (k)));             \
+        a = _mm256_fmadd_pd(v_, v_, a);                                       \
+    } while (0)
+/* bfloat16 is widened 16 at a time by unpacking with zeros within each
+ * 128-bit half: the buffer holds elements 0-3, 8-11, 4-7, 12-15, ...  */
+#define L2F_V3_WIDEN32_bf16(w, p)                                             \
+    for (int q_ = 0; q_ < 32; q_ += 16) {                                     \
+        __m256i x_ = _mm256_loadu_si256((const __m256i *)((p) + q_));         \
+        _mm256_store_si256((__m256i *)((w) + q_), _mm256_unpacklo_epi16(_mm256_setzero_si256(), x_)); \
+        _mm256_store_si256((__m256i *)((w) + q_ + 8), _mm256_unpackhi_epi16(_mm256_setzero_si256(), x_)); \
+    }
+#define L2F_V3_WIDEN32_f16(w, p)                                              \
+    for (int q_ = 0; q_ < 32; q_ += 8)                                        \
+        _mm256_store_ps((w) + q_, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + q_))));
+#define L2F_V3_SSQ_GROUP_bf16(w)                                              \
+    do {                                                                      \
+        L2F_V3_FMA4(a0, w, 0); L2F_V3_FMA4(a2, w, 1);                         \
+        L2F_V3_FMA4(a1, w, 2); L2F_V3_FMA4(a3, w, 3);                         \
+        L2F_V3_FMA4(a4, w, 4); L2F_V3_FMA4(a6, w, 5);                         \
+        L2F_V3_FMA4(a5, w, 6); L2F_V3_FMA4(a7, w, 7);                         \
+    } while (0)
+#define L2F_V3_SSQ_GROUP_f16(w)                                               \
+    do {                                                                      \
+        L2F_V3_FMA4(a0, w, 0); L2F_V3_FMA4(a1, w, 1);                         \
+        L2F_V3_FMA4(a2, w, 2); L2F_V3_FMA4(a3, w, 3);                         \
+        L2F_V3_FMA4(a4, w, 4); L2F_V3_FMA4(a5, w, 5);                         \
+        L2F_V3_FMA4(a6, w, 6); L2F_V3_FMA4(a7, w, 7);                         \
+    } while (0)
+#define L2F_DEFINE_V3_SSQ(S)                                                  \
+L2F_V3 static double l2f_ssq_v3_##S(const uint16_t *L2F_RESTRICT d, int64_t n)\
+{                                                                             \
+    L2F_ALIGN64 float buf[2 * L2F_LANES];                                     \
+    L2F_ALIGN64 double acc[L2F_LANES];                                        \
+    float *w = buf;                                                           \
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, a4 = a0,     \
+            a5 = a0, a6 = a0, a7 = a0;  /* lanes 0-3, 4-7, ... 28-31 */       \
+    const int64_t groups = n / L2F_LANES;                                     \
+    __asm__("" : "+r"(w));  /* w[k] read through a register, not %rsp */     \
+    L2F_V3_WIDEN32_##S(w, d);                                                 \
+    for (int64_t g = 1; g < groups; g++) {                                    \
+        float *next = w + (g & 1) * L2F_LANES;                                \
+        L2F_PREFETCH((const char *)(d + g * L2F_LANES) + L2F_V3_AHEAD, 0);    \
+        L2F_V3_WIDEN32_##S(next, d + g * L2F_LANES);                          \
+        L2F_OPAQUE_ARRAY(buf);                                                \
+        L2F_V3_SSQ_GROUP_##S(w + ((g - 1) & 1) * L2F_LANES);                  \
+    }                                                                         \
+    L2F_OPAQUE_ARRAY(buf);                                                    \
+    L2F_V3_SSQ_GROUP_##S(w + ((groups - 1) & 1) * L2F_LANES);                 \
+    _mm256_store_pd(acc, a0); _mm256_store_pd(acc + 4, a1);                   \
+    _mm256_store_pd(acc + 8, a2); _mm256_store_pd(acc + 12, a3);              \
+    _mm256_store_pd(acc + 16, a4); _mm256_store_pd(acc + 20, a5);             \
+    _mm256_store_pd(acc + 24, a6); _mm256_store_pd(acc + 28, a7);             \
+    for (int64_t i = groups * L2F_LANES; i < n; i++) {                        \
+        double x = L2F_F32_##S(d, i);                                         \
+        acc[i & (L2F_LANES - 1)] += x * x;                                    \
+    }                                                                         \
+    return l2f_fold(acc, L2F_LANES);                                          \
+}
+L2F_DEFINE_V3_SSQ(f16)
+L2F_DEFINE_V3_SSQ(bf16)
+
+/* Redo exactly the elements of d[0:k] whose bit 2j of `keep` (a byte mask
+ * of 16-bit lanes) is clear, from their values before the block, w. */
+#define L2F_V3_REDO(S, d, w, keep, k, f)                                      \
+    for (int j_ = 0; j_ < (k); j_++)                                          \
+        if (!(((keep) >> (2 * j_)) & 1))                                      \
+            (d)[j_] = l2f_round_##S(L2F_LOAD_##S(w, j_) * (f))
+
+/* bfloat16: 16 elements a vector.  The even elements (the low halves of
+ * the 32-bit lanes) widen by a shift, the odd ones by a mask; the rounded
+ * high halves of the products are blended back in place.  A product t is
+ * rounded half up (ties are flagged anyway) and flagged as in
+ * l2f_scaled_bf16: the low 16 bits of t within 4 of 0x8000, or a result
+ * whose exponent is 0 or 1 (t tiny; a NaN that the rounding carried) or
+ * 255 (inf, NaN).  In 16-bit lanes, signed compares: with lo the low half of
+ * t + 0x8000, near ⇔ lo + 0x8004 < 0x8009; with r the result, the exponent
+ * test is (r << 1) + 0x8100 < 0x8300. */
+L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double f,
+                                     float c32)
+{
+    const __m256 c = _mm256_set1_ps(c32);
+    const __m256i odd = _mm256_set1_epi32((int32_t)0xffff0000u), half = _mm256_set1_epi32(0x8000);
+    const __m256i near = _mm256_set1_epi16((int16_t)0x8004);
+    const __m256i near_lim = _mm256_set1_epi16((int16_t)0x8009);
+    const __m256i ebias = _mm256_set1_epi16((int16_t)0x8100);
+    const __m256i e_lim = _mm256_set1_epi16((int16_t)0x8300);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
+        for (int h = 0; h < 32; h += 16) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(d + i + h));
+            __m256i te = _mm256_add_epi32(half, _mm256_castps_si256(_mm256_mul_ps(
+                _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), c)));
+            __m256i to = _mm256_add_epi32(half, _mm256_castps_si256(_mm256_mul_ps(
+                _mm256_castsi256_ps(_mm256_and_si256(x, odd)), c)));
+            __m256i r = _mm256_blend_epi16(_mm256_srli_epi32(te, 16), to, 0xaa);
+            __m256i lo = _mm256_blend_epi16(te, _mm256_slli_epi32(to, 16), 0xaa);
+            __m256i flag = _mm256_or_si256(
+                _mm256_cmpgt_epi16(near_lim, _mm256_add_epi16(lo, near)),
+                _mm256_cmpgt_epi16(e_lim, _mm256_add_epi16(_mm256_slli_epi16(r, 1), ebias)));
+            _mm256_storeu_si256((__m256i *)(d + i + h), r);
+            if (!_mm256_testz_si256(flag, flag)) {
+                uint16_t w[16];
+                _mm256_storeu_si256((__m256i *)w, x);
+                L2F_V3_REDO(bf16, d + i + h, w,
+                            ~(uint32_t)_mm256_movemask_epi8(flag), 16, f);
+            }
+        }
+    }
+    for (; i < n; i++)
+        d[i] = l2f_round_bf16(l2f_bf16_to_f64(d[i]) * f);
+}
+
+/* float16: the product p = w * f lies between t * (1 - 2^-21) and
+ * t * (1 + 2^-21), t = w * float32(f) (at least 3 float32 ulps either side
+ * of t, which is within 2.0001 ulps of p).  F16C rounds both bounds to
+ * nearest even (subnormals, overflow to inf, NaN quiet: as l2f_round_f16);
+ * rounding is monotone, so where they agree p rounds to the same value, and
+ * elsewhere p is redone exactly.  A float32-subnormal t is below 2^-126:
+ * both bounds and p round to a zero of their sign. */
+L2F_V3 static void l2f_scale_v3_f16(uint16_t *L2F_RESTRICT d, int64_t n, double f,
+                                    float c32)
+{
+    const __m256 lo = _mm256_set1_ps(c32 * (1.0f - 0x1p-21f));
+    const __m256 hi = _mm256_set1_ps(c32 * (1.0f + 0x1p-21f));
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
+        for (int h = 0; h < 32; h += 8) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(d + i + h));
+            __m256 w = _mm256_cvtph_ps(x);
+            __m128i r0 = _mm256_cvtps_ph(_mm256_mul_ps(w, lo),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m128i r1 = _mm256_cvtps_ph(_mm256_mul_ps(w, hi),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            uint32_t keep = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi16(r0, r1));
+            _mm_storeu_si128((__m128i *)(d + i + h), r0);
+            if (keep != 0xffffu) {
+                uint16_t old[8];
+                _mm_storeu_si128((__m128i *)old, x);
+                L2F_V3_REDO(f16, d + i + h, old, keep, 8, f);
+            }
+        }
+    }
+    for (; i < n; i++)
+        d[i] = l2f_round_f16(l2f_f16_to_f64(d[i]) * f);
+}
+
+/* The run functions of the v3 table: these loops for contiguous runs, the
+ * generic ones otherwise (strided, short, or a factor that is not a normal
+ * float32). */
+#define L2F_DEFINE_V3_RUNS(S)                                                 \
+static double l2f_ssq_run_v3_##S(const l2f_piece *c, double f)                \
+{                                                                             \
+    if (c->dst_stride == 1 && c->n >= L2F_SHORT)                              \
+        return l2f_ssq_v3_##S((const uint16_t *)c->dst, c->n);                \
+    return l2f_ssq_run_##S(c, f);                                             \
+}                                                                             \
+static double l2f_scale_run_v3_##S(const l2f_piece *c, double f)              \
+{                                                                             \
+    const float c32 = l2f_factor32(f);                                        \
+    if (c->dst_stride != 1 || c32 != c32)                                     \
+        return l2f_scale_run_##S(c, f);                                       \
+    l2f_scale_v3_##S((uint16_t *)c->dst, c->n, f, c32);                       \
+    return 0.0;                                                               \
+}
+L2F_DEFINE_V3_RUNS(f16)
+L2F_DEFINE_V3_RUNS(bf16)
+#define L2F_V3_SSQ_f32 l2f_ssq_run_f32
+#define L2F_V3_SSQ_f64 l2f_ssq_run_f64
+#define L2F_V3_SSQ_f16 l2f_ssq_run_v3_f16
+#define L2F_V3_SSQ_bf16 l2f_ssq_run_v3_bf16
+#define L2F_V3_SCALE_f32 l2f_scale_run_f32
+#define L2F_V3_SCALE_f64 l2f_scale_run_f64
+#define L2F_V3_SCALE_f16 l2f_scale_run_v3_f16
+#define L2F_V3_SCALE_bf16 l2f_scale_run_v3_bf16
+#else
+static inline int l2f_use_v3(void) { return 0; }
+#endif
+
+#endif
