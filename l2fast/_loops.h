@@ -328,13 +328,20 @@ static const l2f_run_fn l2f_add_runs[L2F_NDTYPES][L2F_NDTYPES] = {
 #ifdef L2F_HAVE_CLONES
 #define L2F_ROW_SSQ_V3(CODE, S, T) L2F_V3_SSQ_##S,
 #define L2F_ROW_SCALE_V3(CODE, S, T) L2F_V3_SCALE_##S,
+#define L2F_ROW_SSQ_SCALE_V3(CODE, S, T) L2F_V3_SSQ_SCALE_##S,
+#define L2F_CELL_ADD_V3(D, TD, S, TS) L2F_V3_ADD_##D(S),
+#define L2F_ROW_ADD_V3(CODE, D, TD) { L2F_DTYPES_SRC(L2F_CELL_ADD_V3, D, TD) },
 static const l2f_run_fn l2f_unary_runs_v3[3][L2F_NDTYPES] = {
     { L2F_DTYPES(L2F_ROW_SSQ_V3) },
-    { L2F_DTYPES(L2F_ROW_SSQ_SCALE) },
+    { L2F_DTYPES(L2F_ROW_SSQ_SCALE_V3) },
     { L2F_DTYPES(L2F_ROW_SCALE_V3) },
+};
+static const l2f_run_fn l2f_add_runs_v3[L2F_NDTYPES][L2F_NDTYPES] = {
+    L2F_DTYPES(L2F_ROW_ADD_V3)
 };
 #else
 #define l2f_unary_runs_v3 l2f_unary_runs
+#define l2f_add_runs_v3 l2f_add_runs
 #endif
 
 /* Apply `op` to piece c with factor (or alpha) f; the sum of squares of a
@@ -342,7 +349,7 @@ static const l2f_run_fn l2f_unary_runs_v3[3][L2F_NDTYPES] = {
 static inline double l2f_apply(int op, const l2f_piece *c, double f)
 {
     if (op == L2F_ADD)
-        return l2f_add_runs[c->dst_dtype][c->src_dtype](c, f);
+        return (l2f_use_v3() ? l2f_add_runs_v3 : l2f_add_runs)[c->dst_dtype][c->src_dtype](c, f);
     return (l2f_use_v3() ? l2f_unary_runs_v3 : l2f_unary_runs)[op][c->dst_dtype](c, f);
 }
 

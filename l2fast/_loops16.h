@@ -207,6 +207,146 @@ L2F_V3 static void l2f_scale_v3_f16(uint16_t *L2F_RESTRICT d, int64_t n, double 
         d[i] = l2f_round_f16(l2f_f16_to_f64(d[i]) * f);
 }
 
+/* Exact 16-bit updates, 8 elements a step: p = w * f (also summing w^2 in
+ * the lanes of l2f_ssq_v3) or p = g + a * s is formed in float64 as the
+ * generic loops form it, rounded to float32 by round-to-odd (the low 29
+ * fraction bits cleared and the lowest kept bit set when any was: a value
+ * exact in float32), then to 16 bits to nearest even: the same as one
+ * rounding, a float32 keeping at least 2 more bits than a float16 or a
+ * bfloat16.  Not where the float32 is subnormal (|p| < 2^-126): a float16
+ * is a zero there either way; a bfloat16 is redone exactly. */
+#define L2F_V3_LOAD8_f64(p, lo, hi)                                           \
+    do { lo = _mm256_loadu_pd(p); hi = _mm256_loadu_pd((p) + 4); } while (0)
+#define L2F_V3_LOAD8_f32(p, lo, hi)                                           \
+    do {                                                                      \
+        lo = _mm256_cvtps_pd(_mm_loadu_ps(p));                                \
+        hi = _mm256_cvtps_pd(_mm_loadu_ps((p) + 4));                          \
+    } while (0)
+#define L2F_V3_LOAD8_F32(x, lo, hi)                                           \
+    do {                                                                      \
+        lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));                      \
+        hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));                    \
+    } while (0)
+#define L2F_V3_LOAD8_f16(p, lo, hi)                                           \
+    L2F_V3_LOAD8_F32(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))), lo, hi)
+#define L2F_V3_LOAD8_bf16(p, lo, hi)                                          \
+    L2F_V3_LOAD8_F32(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32( \
+        _mm_loadu_si128((const __m128i *)(p))), 16)), lo, hi)
+
+L2F_V3 static inline __m128 l2f_v3_odd32(__m256d p)
+{
+    const __m256i low = _mm256_set1_epi64x((1LL << 29) - 1);
+    __m256i b = _mm256_castpd_si256(p);
+    __m256i sticky = _mm256_andnot_si256(
+        _mm256_cmpeq_epi64(_mm256_and_si256(b, low), _mm256_setzero_si256()),
+        _mm256_set1_epi64x(1LL << 29));
+    return _mm256_cvtpd_ps(_mm256_castsi256_pd(_mm256_or_si256(_mm256_andnot_si256(low, b), sticky)));
+}
+
+L2F_V3 static inline void l2f_v3_store8_f16(uint16_t *d, __m256d p0, __m256d p1)
+{
+    __m256 q = _mm256_set_m128(l2f_v3_odd32(p1), l2f_v3_odd32(p0));
+    __m128i r = _mm256_cvtps_ph(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __asm__("" : "+x"(r));  /* vcvtps2ph to memory is slow on AMD cores */
+    _mm_storeu_si128((__m128i *)d, r);
+}
+
+/* bfloat16: nearest even on the float32 bits; a NaN keeps its sign and
+ * becomes quiet; a subnormal float32 is redone from p. */
+L2F_V3 static inline void l2f_v3_store8_bf16(uint16_t *d, __m256d p0, __m256d p1)
+{
+    __m256 q = _mm256_set_m128(l2f_v3_odd32(p1), l2f_v3_odd32(p0));
+    __m256i b = _mm256_castps_si256(q), one = _mm256_set1_epi32(1);
+    __m256i a = _mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)),
+                                                   _mm256_and_si256(_mm256_srli_epi32(b, 16), one)), 16);
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(q, q, _CMP_UNORD_Q));
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40)), nan);
+    _mm_storeu_si128((__m128i *)d, _mm_packus_epi32(_mm256_castsi256_si128(r),
+                                                    _mm256_extracti128_si256(r, 1)));
+    __m256i tiny = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x00800000), a),
+                                    _mm256_cmpgt_epi32(a, _mm256_setzero_si256()));
+    if (!_mm256_testz_si256(tiny, tiny)) {
+        uint32_t m = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(tiny));
+        double p[8];
+        _mm256_storeu_pd(p, p0);
+        _mm256_storeu_pd(p + 4, p1);
+        for (int j = 0; j < 8; j++)
+            if (m >> j & 1)
+                d[j] = l2f_round_bf16(p[j]);
+    }
+}
+
+/* Sum of squares of d, and d *= f; n >= L2F_SHORT.  Lanes as l2f_ssq_v3:
+ * elements 8k..8k+7 of each 32 in accumulators 2k, 2k + 1. */
+#define L2F_DEFINE_V3_SSQ_SCALE(D)                                            \
+L2F_V3 static double l2f_ssq_scale_v3_##D(uint16_t *L2F_RESTRICT d, int64_t n, double f) \
+{                                                                             \
+    const __m256d fv = _mm256_set1_pd(f);                                     \
+    __m256d a[8];                                                             \
+    L2F_ALIGN64 double acc[L2F_LANES];                                        \
+    int64_t i = 0;                                                            \
+    for (int k = 0; k < 8; k++)                                               \
+        a[k] = _mm256_setzero_pd();                                           \
+    for (; i + 32 <= n; i += 32) {                                            \
+        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);                 \
+        for (int k = 0; k < 4; k++) {                                         \
+            __m256d w0, w1;                                                   \
+            L2F_V3_LOAD8_##D(d + i + 8 * k, w0, w1);                          \
+            a[2 * k] = _mm256_fmadd_pd(w0, w0, a[2 * k]);                     \
+            a[2 * k + 1] = _mm256_fmadd_pd(w1, w1, a[2 * k + 1]);             \
+            l2f_v3_store8_##D(d + i + 8 * k, _mm256_mul_pd(w0, fv), _mm256_mul_pd(w1, fv)); \
+        }                                                                     \
+    }                                                                         \
+    for (int k = 0; k < 8; k++)                                               \
+        _mm256_store_pd(acc + 4 * k, a[k]);                                   \
+    for (; i < n; i++) {                                                      \
+        double x = L2F_LOAD_##D(d, i);                                        \
+        acc[i & (L2F_LANES - 1)] += x * x;                                    \
+        L2F_STORE_##D(d, i, x * f);                                           \
+    }                                                                         \
+    return l2f_fold(acc, L2F_LANES);                                          \
+}                                                                             \
+static double l2f_ssq_scale_run_v3_##D(const l2f_piece *c, double f)          \
+{                                                                             \
+    if (c->dst_stride == 1 && c->n >= L2F_SHORT)                              \
+        return l2f_ssq_scale_v3_##D((uint16_t *)c->dst, c->n, f);             \
+    return l2f_ssq_scale_run_##D(c, f);                                       \
+}
+L2F_DEFINE_V3_SSQ_SCALE(f16)
+L2F_DEFINE_V3_SSQ_SCALE(bf16)
+
+/* d += f * s, d 16-bit, s any dtype; contiguous, not overlapping. */
+#define L2F_DEFINE_V3_ADD(D, TD, S, TS)                                       \
+L2F_V3 static void l2f_add_v3_##D##_##S(uint16_t *L2F_RESTRICT d,             \
+                                        const TS *L2F_RESTRICT s, int64_t n, double f) \
+{                                                                             \
+    const __m256d fv = _mm256_set1_pd(f);                                     \
+    int64_t i = 0;                                                            \
+    for (; i + 8 <= n; i += 8) {                                              \
+        __m256d g0, g1, s0, s1;                                               \
+        if ((i & 31) == 0) {                                                  \
+            L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);             \
+            L2F_PREFETCH((const char *)(s + i) + L2F_AHEAD_W, 0);             \
+        }                                                                     \
+        L2F_V3_LOAD8_##D(d + i, g0, g1);                                      \
+        L2F_V3_LOAD8_##S(s + i, s0, s1);                                      \
+        l2f_v3_store8_##D(d + i, _mm256_add_pd(g0, _mm256_mul_pd(fv, s0)),    \
+                          _mm256_add_pd(g1, _mm256_mul_pd(fv, s1)));          \
+    }                                                                         \
+    for (; i < n; i++)                                                        \
+        L2F_STORE_##D(d, i, L2F_LOAD_##D(d, i) + f * L2F_LOAD_##S(s, i));     \
+}                                                                             \
+static double l2f_add_run_v3_##D##_##S(const l2f_piece *c, double f)          \
+{                                                                             \
+    if (c->dst_stride != 1 || c->src_stride != 1 || c->dst == c->src)         \
+        return l2f_add_run_##D##_##S(c, f);                                   \
+    l2f_add_v3_##D##_##S((uint16_t *)c->dst, (const TS *)c->src, c->n, f);    \
+    return 0.0;                                                               \
+}
+L2F_DTYPES_SRC(L2F_DEFINE_V3_ADD, f16, uint16_t)
+L2F_DTYPES_SRC(L2F_DEFINE_V3_ADD, bf16, uint16_t)
+
 /* The run functions of the v3 table: these loops for contiguous runs, the
  * generic ones otherwise (strided, short, or a factor that is not a normal
  * float32). */
@@ -231,6 +371,14 @@ L2F_DEFINE_V3_RUNS(bf16)
 #define L2F_V3_SSQ_f64 l2f_ssq_run_f64
 #define L2F_V3_SSQ_f16 l2f_ssq_run_v3_f16
 #define L2F_V3_SSQ_bf16 l2f_ssq_run_v3_bf16
+#define L2F_V3_SSQ_SCALE_f32 l2f_ssq_scale_run_f32
+#define L2F_V3_SSQ_SCALE_f64 l2f_ssq_scale_run_f64
+#define L2F_V3_SSQ_SCALE_f16 l2f_ssq_scale_run_v3_f16
+#define L2F_V3_SSQ_SCALE_bf16 l2f_ssq_scale_run_v3_bf16
+#define L2F_V3_ADD_f32(S) l2f_add_run_f32_##S
+#define L2F_V3_ADD_f64(S) l2f_add_run_f64_##S
+#define L2F_V3_ADD_f16(S) l2f_add_run_v3_f16_##S
+#define L2F_V3_ADD_bf16(S) l2f_add_run_v3_bf16_##S
 #define L2F_V3_SCALE_f32 l2f_scale_run_f32
 #define L2F_V3_SCALE_f64 l2f_scale_run_f64
 #define L2F_V3_SCALE_f16 l2f_scale_run_v3_f16

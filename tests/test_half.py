@@ -116,6 +116,8 @@ def test_model_sums_equal_the_float32_upcast(model, dtype):
         s = l2fast.sum_squares(arrays, num_threads=threads)
         assert s == l2fast.sum_squares(up, num_threads=threads)
         assert reference.relative_error(s, exact) <= 1e-12
+        w = [a.copy() for a in arrays]  # the fused pass sums the same bits
+        assert l2fast.sum_squares_scale_(w, 0.75, num_threads=threads) == s
     per = l2fast.sum_squares(arrays, per_array=True)
     assert np.array_equal(per, l2fast.sum_squares(up, per_array=True))
 
@@ -140,9 +142,11 @@ def test_ragged_lists_every_operation(mix):
         g = [make(n, ALL[rng.integers(4)]) for n in sizes]
         c, a = 1 - rng.random() * 1e-2, rng.standard_normal() * 1e-3
         exact = reference.exact_sum_squares(w)
-        assert reference.relative_error(l2fast.sum_squares(w), exact) <= 1e-12
+        s = l2fast.sum_squares(w)
+        assert reference.relative_error(s, exact) <= 1e-12
         w2 = [x.copy() for x in w]
         total = l2fast.sum_squares_scale_(w, c)
+        assert total == s
         reference.scale_(w2, c)
         assert reference.relative_error(total, exact) <= 1e-12
         for x, y in zip(w, w2):
