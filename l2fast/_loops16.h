@@ -207,14 +207,15 @@ L2F_V3 static void l2f_scale_v3_f16(uint16_t *L2F_RESTRICT d, int64_t n, double 
         d[i] = l2f_round_f16(l2f_f16_to_f64(d[i]) * f);
 }
 
-/* Exact 16-bit updates, 8 elements a step: p = w * f (also summing w^2 in
- * the lanes of l2f_ssq_v3) or p = g + a * s is formed in float64 as the
- * generic loops form it, rounded to float32 by round-to-odd (the low 29
- * fraction bits cleared and the lowest kept bit set when any was: a value
- * exact in float32), then to 16 bits to nearest even: the same as one
- * rounding, a float32 keeping at least 2 more bits than a float16 or a
- * bfloat16.  Not where the float32 is subnormal (|p| < 2^-126): a float16
- * is a zero there either way; a bfloat16 is redone exactly. */
+/* float16 updates of the fused pass and of add_scaled_, 8 elements a step
+ * (the generic loops widen float16 without F16C, at a third of the speed):
+ * p = w * f (also summing w^2 in the lanes of l2f_ssq_v3) or p = g + a * s
+ * is formed in float64 as the generic loops form it, rounded to float32 by
+ * round-to-odd (the low 29 fraction bits cleared and the lowest kept bit
+ * set when any was: a value exact in float32), then by F16C to nearest
+ * even: the same as one rounding, a float32 keeping 13 more bits than a
+ * float16.  Where the float32 is subnormal (|p| < 2^-126) the float16 is a
+ * zero either way.  (For bfloat16 the generic loops measured as fast.) */
 #define L2F_V3_LOAD8_f64(p, lo, hi)                                           \
     do { lo = _mm256_loadu_pd(p); hi = _mm256_loadu_pd((p) + 4); } while (0)
 #define L2F_V3_LOAD8_f32(p, lo, hi)                                           \
@@ -249,32 +250,6 @@ L2F_V3 static inline void l2f_v3_store8_f16(uint16_t *d, __m256d p0, __m256d p1)
     __m128i r = _mm256_cvtps_ph(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __asm__("" : "+x"(r));  /* vcvtps2ph to memory is slow on AMD cores */
     _mm_storeu_si128((__m128i *)d, r);
-}
-
-/* bfloat16: nearest even on the float32 bits; a NaN keeps its sign and
- * becomes quiet; a subnormal float32 is redone from p. */
-L2F_V3 static inline void l2f_v3_store8_bf16(uint16_t *d, __m256d p0, __m256d p1)
-{
-    __m256 q = _mm256_set_m128(l2f_v3_odd32(p1), l2f_v3_odd32(p0));
-    __m256i b = _mm256_castps_si256(q), one = _mm256_set1_epi32(1);
-    __m256i a = _mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff));
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)),
-                                                   _mm256_and_si256(_mm256_srli_epi32(b, 16), one)), 16);
-    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(q, q, _CMP_UNORD_Q));
-    r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40)), nan);
-    _mm_storeu_si128((__m128i *)d, _mm_packus_epi32(_mm256_castsi256_si128(r),
-                                                    _mm256_extracti128_si256(r, 1)));
-    __m256i tiny = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x00800000), a),
-                                    _mm256_cmpgt_epi32(a, _mm256_setzero_si256()));
-    if (!_mm256_testz_si256(tiny, tiny)) {
-        uint32_t m = (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(tiny));
-        double p[8];
-        _mm256_storeu_pd(p, p0);
-        _mm256_storeu_pd(p + 4, p1);
-        for (int j = 0; j < 8; j++)
-            if (m >> j & 1)
-                d[j] = l2f_round_bf16(p[j]);
-    }
 }
 
 /* Sum of squares of d, and d *= f; n >= L2F_SHORT.  Lanes as l2f_ssq_v3:
@@ -314,7 +289,6 @@ static double l2f_ssq_scale_run_v3_##D(const l2f_piece *c, double f)          \
     return l2f_ssq_scale_run_##D(c, f);                                       \
 }
 L2F_DEFINE_V3_SSQ_SCALE(f16)
-L2F_DEFINE_V3_SSQ_SCALE(bf16)
 
 /* d += f * s, d 16-bit, s any dtype; contiguous, not overlapping. */
 #define L2F_DEFINE_V3_ADD(D, TD, S, TS)                                       \
@@ -345,7 +319,6 @@ static double l2f_add_run_v3_##D##_##S(const l2f_piece *c, double f)          \
     return 0.0;                                                               \
 }
 L2F_DTYPES_SRC(L2F_DEFINE_V3_ADD, f16, uint16_t)
-L2F_DTYPES_SRC(L2F_DEFINE_V3_ADD, bf16, uint16_t)
 
 /* The run functions of the v3 table: these loops for contiguous runs, the
  * generic ones otherwise (strided, short, or a factor that is not a normal
@@ -374,11 +347,11 @@ L2F_DEFINE_V3_RUNS(bf16)
 #define L2F_V3_SSQ_SCALE_f32 l2f_ssq_scale_run_f32
 #define L2F_V3_SSQ_SCALE_f64 l2f_ssq_scale_run_f64
 #define L2F_V3_SSQ_SCALE_f16 l2f_ssq_scale_run_v3_f16
-#define L2F_V3_SSQ_SCALE_bf16 l2f_ssq_scale_run_v3_bf16
+#define L2F_V3_SSQ_SCALE_bf16 l2f_ssq_scale_run_bf16
 #define L2F_V3_ADD_f32(S) l2f_add_run_f32_##S
 #define L2F_V3_ADD_f64(S) l2f_add_run_f64_##S
 #define L2F_V3_ADD_f16(S) l2f_add_run_v3_f16_##S
-#define L2F_V3_ADD_bf16(S) l2f_add_run_v3_bf16_##S
+#define L2F_V3_ADD_bf16(S) l2f_add_run_bf16_##S
 #define L2F_V3_SCALE_f32 l2f_scale_run_f32
 #define L2F_V3_SCALE_f64 l2f_scale_run_f64
 #define L2F_V3_SCALE_f16 l2f_scale_run_v3_f16
