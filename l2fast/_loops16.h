@@ -320,6 +320,77 @@ static double l2f_add_run_v3_##D##_##S(const l2f_piece *c, double f)          \
 }
 L2F_DTYPES_SRC(L2F_DEFINE_V3_ADD, f16, uint16_t)
 
+/* bfloat16 d += f * s, s bfloat16, 16 elements a vector, split into even
+ * and odd elements as in l2f_scale_v3_bf16: t = g + float32(f) * s by one
+ * FMA.  The float64 value p the generic loops round differs from t by less
+ * than 2^-24 (|t| + |f s|) (two float32 roundings; float64's are far
+ * below), under 5 float32 ulps of t when |f s| <= 4 |t|.  Flagged and
+ * redone exactly: a lane where not |float32(f) * s| <= 4 |t| (cancellation,
+ * or t NaN), the low 16 bits of t within 8 of 0x8000 (lo + 0x8008 < 0x8011
+ * in 16-bit signed lanes, lo the low half of t + 0x8000), or a nonzero
+ * result whose exponent is 0, 1 or 255.  A zero result is right: t is then
+ * below 2^-134 and not near it, and so is p. */
+L2F_V3 static void l2f_add_v3_bf16_same(uint16_t *L2F_RESTRICT d, const uint16_t *L2F_RESTRICT s,
+                                        int64_t n, double f, float f32)
+{
+    const __m256 a = _mm256_set1_ps(f32), four = _mm256_set1_ps(4.0f);
+    const __m256 mag = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i odd = _mm256_set1_epi32((int32_t)0xffff0000u), half = _mm256_set1_epi32(0x8000);
+    const __m256i near = _mm256_set1_epi16((int16_t)0x8008);
+    const __m256i near_lim = _mm256_set1_epi16((int16_t)0x8011);
+    const __m256i ebias = _mm256_set1_epi16((int16_t)0x8100);
+    const __m256i e_lim = _mm256_set1_epi16((int16_t)0x8300);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        if ((i & 31) == 0) {
+            L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
+            L2F_PREFETCH((const char *)(s + i) + L2F_AHEAD_W, 0);
+        }
+        __m256i x = _mm256_loadu_si256((const __m256i *)(d + i));
+        __m256i y = _mm256_loadu_si256((const __m256i *)(s + i));
+        __m256 se = _mm256_castsi256_ps(_mm256_slli_epi32(y, 16));
+        __m256 so = _mm256_castsi256_ps(_mm256_and_si256(y, odd));
+        __m256 te = _mm256_fmadd_ps(a, se, _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)));
+        __m256 to = _mm256_fmadd_ps(a, so, _mm256_castsi256_ps(_mm256_and_si256(x, odd)));
+        __m256i ce = _mm256_castps_si256(_mm256_cmp_ps(
+            _mm256_and_ps(_mm256_mul_ps(a, se), mag),
+            _mm256_mul_ps(four, _mm256_and_ps(te, mag)), _CMP_NLE_UQ));
+        __m256i co = _mm256_castps_si256(_mm256_cmp_ps(
+            _mm256_and_ps(_mm256_mul_ps(a, so), mag),
+            _mm256_mul_ps(four, _mm256_and_ps(to, mag)), _CMP_NLE_UQ));
+        __m256i be = _mm256_add_epi32(_mm256_castps_si256(te), half);
+        __m256i bo = _mm256_add_epi32(_mm256_castps_si256(to), half);
+        __m256i r = _mm256_blend_epi16(_mm256_srli_epi32(be, 16), bo, 0xaa);
+        __m256i lo = _mm256_blend_epi16(be, _mm256_slli_epi32(bo, 16), 0xaa);
+        __m256i r2 = _mm256_slli_epi16(r, 1);
+        __m256i flag = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpgt_epi16(near_lim, _mm256_add_epi16(lo, near)),
+                            _mm256_blend_epi16(ce, co, 0xaa)),
+            _mm256_andnot_si256(_mm256_cmpeq_epi16(r2, _mm256_setzero_si256()),
+                                _mm256_cmpgt_epi16(e_lim, _mm256_add_epi16(r2, ebias))));
+        _mm256_storeu_si256((__m256i *)(d + i), r);
+        if (!_mm256_testz_si256(flag, flag)) {
+            uint32_t keep = ~(uint32_t)_mm256_movemask_epi8(flag);
+            uint16_t old[16];
+            _mm256_storeu_si256((__m256i *)old, x);
+            for (int j = 0; j < 16; j++)
+                if (!((keep >> (2 * j)) & 1))
+                    d[i + j] = l2f_round_bf16(l2f_bf16_to_f64(old[j]) + f * l2f_bf16_to_f64(s[i + j]));
+        }
+    }
+    for (; i < n; i++)
+        d[i] = l2f_round_bf16(l2f_bf16_to_f64(d[i]) + f * l2f_bf16_to_f64(s[i]));
+}
+
+static double l2f_add_run_v3_bf16_bf16(const l2f_piece *c, double f)
+{
+    const float f32 = l2f_factor32(f);
+    if (c->dst_stride != 1 || c->src_stride != 1 || c->dst == c->src || f32 != f32)
+        return l2f_add_run_bf16_bf16(c, f);
+    l2f_add_v3_bf16_same((uint16_t *)c->dst, (const uint16_t *)c->src, c->n, f, f32);
+    return 0.0;
+}
+
 /* The run functions of the v3 table: these loops for contiguous runs, the
  * generic ones otherwise (strided, short, or a factor that is not a normal
  * float32). */
@@ -351,7 +422,11 @@ L2F_DEFINE_V3_RUNS(bf16)
 #define L2F_V3_ADD_f32(S) l2f_add_run_f32_##S
 #define L2F_V3_ADD_f64(S) l2f_add_run_f64_##S
 #define L2F_V3_ADD_f16(S) l2f_add_run_v3_f16_##S
-#define L2F_V3_ADD_bf16(S) l2f_add_run_bf16_##S
+#define L2F_V3_ADD_bf16(S) L2F_V3_ADD_bf16_##S
+#define L2F_V3_ADD_bf16_f32 l2f_add_run_bf16_f32
+#define L2F_V3_ADD_bf16_f64 l2f_add_run_bf16_f64
+#define L2F_V3_ADD_bf16_f16 l2f_add_run_bf16_f16
+#define L2F_V3_ADD_bf16_bf16 l2f_add_run_v3_bf16_bf16
 #define L2F_V3_SCALE_f32 l2f_scale_run_f32
 #define L2F_V3_SCALE_f64 l2f_scale_run_f64
 #define L2F_V3_SCALE_f16 l2f_scale_run_v3_f16

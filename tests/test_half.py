@@ -80,6 +80,51 @@ def test_add_scaled_every_pattern(dtype, src_dtype, alpha):
     same_bits(got, want)
 
 
+@pytest.mark.parametrize("dtype", HALVES, ids=ID.get)
+@pytest.mark.parametrize("alpha", [1.0, -1.0, 0.5, -1 - 2**-9, 3.0, 1 - 2**-20, 0.1, -1 / 3, 1e-3, 1 + 2**-30])
+def test_add_scaled_ties_and_cancellation(dtype, alpha):
+    """g + alpha * w where it is hardest to round: sums of neighbouring and
+    shuffled patterns (many exact 16-bit ties) and w close to -g / alpha
+    (results far below both terms, or zero)."""
+    g = every_pattern(dtype)
+    rng = np.random.default_rng(5)
+    near_minus = (-g.astype(np.float64) / alpha).astype(dtype)
+    for w in [np.roll(g, 1), rng.permutation(g), near_minus, np.roll(near_minus, 1)]:
+        w[np.isnan(g.astype(np.float32)) & np.isnan(w.astype(np.float32))] = 0  # NaN + NaN: either sign
+        want = reference.round_to(g.astype(np.float64) + alpha * w.astype(np.float64), dtype)
+        got = g.copy()
+        l2fast.add_scaled_([got], [w], alpha)
+        same_bits(got, want)
+
+
+def factors_across_a_midpoint(count=16):
+    """(alpha, w): alpha * w lies just above a bfloat16 midpoint M in [1, 2),
+    float32(alpha) * w (rounded to float32) just below it, so a loop that
+    works from float32(alpha) must see that it is near M."""
+    w = 1 + np.arange(128) / 128
+    mids = 1 + (2 * np.arange(128) + 1) / 256
+    a = (mids[None, :] + 2.0**-40) / w[:, None]
+    t = (a.astype(np.float32) * w[:, None].astype(np.float32)).astype(np.float64)
+    i, j = np.nonzero((t < mids[None, :]) & (a > 0.5) & (a < 2))
+    assert len(i) > count
+    return [(float(a[i[k], j[k]]), w[i[k]]) for k in np.linspace(0, len(i) - 1, count).astype(int)]
+
+
+@pytest.mark.parametrize("dtype", HALVES, ids=ID.get)
+def test_factor_rounded_to_float32_across_a_midpoint(dtype):
+    for alpha, wv in factors_across_a_midpoint():
+        w = np.full(40, wv).astype(dtype)
+        g = np.zeros(40, dtype)
+        g[::2] = np.asarray(2.0**-12, dtype)  # near the midpoint, but not on it
+        want = reference.round_to(g.astype(np.float64) + alpha * w.astype(np.float64), dtype)
+        got = g.copy()
+        l2fast.add_scaled_([got], [w], alpha)
+        same_bits(got, want)
+        got = w.copy()
+        l2fast.scale_([got], alpha)
+        same_bits(got, reference.round_to(w.astype(np.float64) * alpha, dtype))
+
+
 def test_f16_matches_numpy_cast_and_bf16_fixes_the_double_rounding():
     x = np.float64(1 + 2**-8 + 2**-40)
     one = np.ones(4, BF16)
