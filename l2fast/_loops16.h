@@ -20,7 +20,8 @@
  * FMA of an exact square): the same bits.  A scale rounds the float32
  * product t = w * float32(c) to 16 bits and redoes exactly, one element at a
  * time, those whose float64 product might round otherwise (see _half.h).
- * They replace the contiguous 16-bit sums and scales where the CPU is
+ * Further down: float16's fused pass and add, and bfloat16's add from
+ * bfloat16.  They replace the generic contiguous loops where the CPU is
  * x86-64-v3 but not v4 (where the AVX-512 clone runs); l2f_apply() picks
  * them.
  * ------------------------------------------------------------------------ */
