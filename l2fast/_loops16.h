@@ -1,8 +1,3 @@
-/* x86-64-v3 loops for the contiguous 16-bit sums and scales (AVX2, FMA and
- * F16C intrinsics), included by _loops.h after the generic loops, whose
- * macros and run functions they use.  Same bits as the generic loops; the
- * checks are tests/test_half.py and bench/probes/half_loops.c.
- */
 #ifndef L2FAST_LOOPS16_H
 #define L2FAST_LOOPS16_H
 /* ------------------------------------------------------------------------
@@ -24,6 +19,10 @@
  * bfloat16.  They replace the generic contiguous loops where the CPU is
  * x86-64-v3 but not v4 (where the AVX-512 clone runs); l2f_apply() picks
  * them.
+ *
+ * Included by _loops.h after the generic loops, whose macros and run
+ * functions they use; checked by tests/test_half.py and
+ * bench/probes/half_loops.c.
  * ------------------------------------------------------------------------ */
 #ifdef L2F_HAVE_CLONES
 #include <immintrin.h>
@@ -74,20 +73,17 @@ static inline int l2f_use_v3(void)
 #define L2F_V3_WIDEN32_f16(w, p)                                              \
     for (int q_ = 0; q_ < 32; q_ += 8)                                        \
         _mm256_store_ps((w) + q_, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((p) + q_))));
-#define L2F_V3_SSQ_GROUP_bf16(w)                                              \
+/* The squares of the 32 widened elements at w, 4 at a time, into the
+ * accumulators named in buffer order. */
+#define L2F_V3_SSQ_GROUP(w, A, B, C, D, E, F, G, H)                           \
     do {                                                                      \
-        L2F_V3_FMA4(a0, w, 0); L2F_V3_FMA4(a2, w, 1);                         \
-        L2F_V3_FMA4(a1, w, 2); L2F_V3_FMA4(a3, w, 3);                         \
-        L2F_V3_FMA4(a4, w, 4); L2F_V3_FMA4(a6, w, 5);                         \
-        L2F_V3_FMA4(a5, w, 6); L2F_V3_FMA4(a7, w, 7);                         \
+        L2F_V3_FMA4(A, w, 0); L2F_V3_FMA4(B, w, 1);                           \
+        L2F_V3_FMA4(C, w, 2); L2F_V3_FMA4(D, w, 3);                           \
+        L2F_V3_FMA4(E, w, 4); L2F_V3_FMA4(F, w, 5);                           \
+        L2F_V3_FMA4(G, w, 6); L2F_V3_FMA4(H, w, 7);                           \
     } while (0)
-#define L2F_V3_SSQ_GROUP_f16(w)                                               \
-    do {                                                                      \
-        L2F_V3_FMA4(a0, w, 0); L2F_V3_FMA4(a1, w, 1);                         \
-        L2F_V3_FMA4(a2, w, 2); L2F_V3_FMA4(a3, w, 3);                         \
-        L2F_V3_FMA4(a4, w, 4); L2F_V3_FMA4(a5, w, 5);                         \
-        L2F_V3_FMA4(a6, w, 6); L2F_V3_FMA4(a7, w, 7);                         \
-    } while (0)
+#define L2F_V3_SSQ_GROUP_bf16(w) L2F_V3_SSQ_GROUP(w, a0, a2, a1, a3, a4, a6, a5, a7)
+#define L2F_V3_SSQ_GROUP_f16(w) L2F_V3_SSQ_GROUP(w, a0, a1, a2, a3, a4, a5, a6, a7)
 #define L2F_DEFINE_V3_SSQ(S)                                                  \
 L2F_V3 static double l2f_ssq_v3_##S(const uint16_t *L2F_RESTRICT d, int64_t n)\
 {                                                                             \
@@ -121,12 +117,24 @@ L2F_V3 static double l2f_ssq_v3_##S(const uint16_t *L2F_RESTRICT d, int64_t n)\
 L2F_DEFINE_V3_SSQ(f16)
 L2F_DEFINE_V3_SSQ(bf16)
 
-/* Redo exactly the elements of d[0:k] whose bit 2j of `keep` (a byte mask
- * of 16-bit lanes) is clear, from their values before the block, w. */
-#define L2F_V3_REDO(S, d, w, keep, k, f)                                      \
+/* Set d[j_] = VALUE, an exact rounding written in terms of j_, for each
+ * j_ < k whose bit 2 j_ of `keep` (a byte mask of 16-bit lanes) is clear. */
+#define L2F_V3_REDO(d, keep, k, VALUE)                                        \
     for (int j_ = 0; j_ < (k); j_++)                                          \
         if (!(((keep) >> (2 * j_)) & 1))                                      \
-            (d)[j_] = l2f_round_##S(L2F_LOAD_##S(w, j_) * (f))
+            (d)[j_] = (VALUE)
+
+/* bfloat16 from float32 products of the even (te) and odd (to) elements of
+ * 16: each rounded half up (callers flag ties) and back in element order;
+ * *lo gets the low halves of t + 0x8000 (near a midpoint when near 0). */
+L2F_V3 static inline __m256i l2f_v3_round_bf16(__m256 te, __m256 to, __m256i *lo)
+{
+    const __m256i half = _mm256_set1_epi32(0x8000);
+    __m256i be = _mm256_add_epi32(_mm256_castps_si256(te), half);
+    __m256i bo = _mm256_add_epi32(_mm256_castps_si256(to), half);
+    *lo = _mm256_blend_epi16(be, _mm256_slli_epi32(bo, 16), 0xaa);
+    return _mm256_blend_epi16(_mm256_srli_epi32(be, 16), bo, 0xaa);
+}
 
 /* bfloat16: 16 elements a vector.  The even elements (the low halves of
  * the 32-bit lanes) widen by a shift, the odd ones by a mask; the rounded
@@ -141,7 +149,7 @@ L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double
                                      float c32)
 {
     const __m256 c = _mm256_set1_ps(c32);
-    const __m256i odd = _mm256_set1_epi32((int32_t)0xffff0000u), half = _mm256_set1_epi32(0x8000);
+    const __m256i odd = _mm256_set1_epi32((int32_t)0xffff0000u);
     const __m256i near = _mm256_set1_epi16((int16_t)0x8004);
     const __m256i near_lim = _mm256_set1_epi16((int16_t)0x8009);
     const __m256i ebias = _mm256_set1_epi16((int16_t)0x8100);
@@ -151,12 +159,9 @@ L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double
         L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
         for (int h = 0; h < 32; h += 16) {
             __m256i x = _mm256_loadu_si256((const __m256i *)(d + i + h));
-            __m256i te = _mm256_add_epi32(half, _mm256_castps_si256(_mm256_mul_ps(
-                _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), c)));
-            __m256i to = _mm256_add_epi32(half, _mm256_castps_si256(_mm256_mul_ps(
-                _mm256_castsi256_ps(_mm256_and_si256(x, odd)), c)));
-            __m256i r = _mm256_blend_epi16(_mm256_srli_epi32(te, 16), to, 0xaa);
-            __m256i lo = _mm256_blend_epi16(te, _mm256_slli_epi32(to, 16), 0xaa);
+            __m256i lo, r = l2f_v3_round_bf16(
+                _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), c),
+                _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(x, odd)), c), &lo);
             __m256i flag = _mm256_or_si256(
                 _mm256_cmpgt_epi16(near_lim, _mm256_add_epi16(lo, near)),
                 _mm256_cmpgt_epi16(e_lim, _mm256_add_epi16(_mm256_slli_epi16(r, 1), ebias)));
@@ -164,8 +169,8 @@ L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double
             if (!_mm256_testz_si256(flag, flag)) {
                 uint16_t w[16];
                 _mm256_storeu_si256((__m256i *)w, x);
-                L2F_V3_REDO(bf16, d + i + h, w,
-                            ~(uint32_t)_mm256_movemask_epi8(flag), 16, f);
+                L2F_V3_REDO(d + i + h, ~(uint32_t)_mm256_movemask_epi8(flag), 16,
+                            l2f_round_bf16(l2f_bf16_to_f64(w[j_]) * f));
             }
         }
     }
@@ -200,7 +205,7 @@ L2F_V3 static void l2f_scale_v3_f16(uint16_t *L2F_RESTRICT d, int64_t n, double 
             if (keep != 0xffffu) {
                 uint16_t old[8];
                 _mm_storeu_si128((__m128i *)old, x);
-                L2F_V3_REDO(f16, d + i + h, old, keep, 8, f);
+                L2F_V3_REDO(d + i + h, keep, 8, l2f_round_f16(l2f_f16_to_f64(old[j_]) * f));
             }
         }
     }
@@ -336,7 +341,7 @@ L2F_V3 static void l2f_add_v3_bf16_same(uint16_t *L2F_RESTRICT d, const uint16_t
 {
     const __m256 a = _mm256_set1_ps(f32), four = _mm256_set1_ps(4.0f);
     const __m256 mag = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256i odd = _mm256_set1_epi32((int32_t)0xffff0000u), half = _mm256_set1_epi32(0x8000);
+    const __m256i odd = _mm256_set1_epi32((int32_t)0xffff0000u);
     const __m256i near = _mm256_set1_epi16((int16_t)0x8008);
     const __m256i near_lim = _mm256_set1_epi16((int16_t)0x8011);
     const __m256i ebias = _mm256_set1_epi16((int16_t)0x8100);
@@ -359,10 +364,7 @@ L2F_V3 static void l2f_add_v3_bf16_same(uint16_t *L2F_RESTRICT d, const uint16_t
         __m256i co = _mm256_castps_si256(_mm256_cmp_ps(
             _mm256_and_ps(_mm256_mul_ps(a, so), mag),
             _mm256_mul_ps(four, _mm256_and_ps(to, mag)), _CMP_NLE_UQ));
-        __m256i be = _mm256_add_epi32(_mm256_castps_si256(te), half);
-        __m256i bo = _mm256_add_epi32(_mm256_castps_si256(to), half);
-        __m256i r = _mm256_blend_epi16(_mm256_srli_epi32(be, 16), bo, 0xaa);
-        __m256i lo = _mm256_blend_epi16(be, _mm256_slli_epi32(bo, 16), 0xaa);
+        __m256i lo, r = l2f_v3_round_bf16(te, to, &lo);
         __m256i r2 = _mm256_slli_epi16(r, 1);
         __m256i flag = _mm256_or_si256(
             _mm256_or_si256(_mm256_cmpgt_epi16(near_lim, _mm256_add_epi16(lo, near)),
@@ -371,12 +373,10 @@ L2F_V3 static void l2f_add_v3_bf16_same(uint16_t *L2F_RESTRICT d, const uint16_t
                                 _mm256_cmpgt_epi16(e_lim, _mm256_add_epi16(r2, ebias))));
         _mm256_storeu_si256((__m256i *)(d + i), r);
         if (!_mm256_testz_si256(flag, flag)) {
-            uint32_t keep = ~(uint32_t)_mm256_movemask_epi8(flag);
             uint16_t old[16];
             _mm256_storeu_si256((__m256i *)old, x);
-            for (int j = 0; j < 16; j++)
-                if (!((keep >> (2 * j)) & 1))
-                    d[i + j] = l2f_round_bf16(l2f_bf16_to_f64(old[j]) + f * l2f_bf16_to_f64(s[i + j]));
+            L2F_V3_REDO(d + i, ~(uint32_t)_mm256_movemask_epi8(flag), 16,
+                        l2f_round_bf16(l2f_bf16_to_f64(old[j_]) + f * l2f_bf16_to_f64(s[i + j_])));
         }
     }
     for (; i < n; i++)
