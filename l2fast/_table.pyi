@@ -9,6 +9,10 @@ READ: int
 INPLACE: int
 INPLACE_LATER: int
 SUPPORTED: str
+DTYPE_NAMES: tuple[str, ...]
+
+def grads_of(params: list[Any]) -> list[Any]: ...
+def tensor_reader(name: str | None = None) -> str: ...
 
 @disjoint_base
 class Table:
@@ -42,6 +46,8 @@ class Table:
     def overlap(self) -> str | None: ...
     @property
     def mode(self) -> int: ...
+    @property
+    def dtypes(self) -> int: ...
     @property
     def npieces(self) -> int: ...
     @property

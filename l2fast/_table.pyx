@@ -42,6 +42,9 @@ _ITEMSIZE[L2F_F64] = 8
 _ITEMSIZE[L2F_F16] = 2
 _ITEMSIZE[L2F_BF16] = 2
 SUPPORTED = "float16, bfloat16, float32 or float64"
+_CODE_NAMES = {L2F_F32: "float32", L2F_F64: "float64", L2F_F16: "float16",
+               L2F_BF16: "bfloat16"}
+DTYPE_NAMES = tuple([_CODE_NAMES[k] for k in range(L2F_NDTYPES)])  # by dtype code
 
 
 cdef int dtype_code(cnp.ndarray arr):
@@ -169,6 +172,7 @@ cdef class Table:
         try:
             for i in range(n):
                 self._layout(arrays[i], &la, 0, i, pair)
+                self.dtypes |= 1 << la.dtype
                 if pair:
                     self._layout(src[i], &lb, 1, i, True)
                     if not _same_shape(&la, &lb):
@@ -260,8 +264,9 @@ cdef class Table:
         if cnp.PyArray_Check(obj):
             check_array(obj, self, role, i, role == 0 and self.mode == MODE_INPLACE)
             return _numpy_layout(<cnp.ndarray> obj, out, dims)
-        if not tensor_layout(obj, out, dims):  # refused: say why, as as_array would
-            as_array(obj, _name(self, role, i), write)
+        if not tensor_layout(obj, out):  # refused: say why, as as_array would
+            check_array(as_array(obj, _name(self, role, i), write), self, role, i,
+                        role == 0 and self.mode == MODE_INPLACE)
             raise TypeError(f"{_name(self, role, i)}: cannot use this "
                             f"{type(obj).__qualname__} without a copy")
         if write:

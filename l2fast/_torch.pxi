@@ -1,10 +1,10 @@
 # torch tensors read straight from their fields (included by _table.pyx).
 #
-# A plain CPU tensor or nn.Parameter is read with a few attribute calls
-# (dtype, is_cpu, is_neg(), data_ptr(), shape, is_contiguous(), and
-# stride() only when it is not contiguous) into a Layout: no NumPy view,
-# no DLPack capsule.  Anything else about a tensor (another device or
-# layout, another dtype, a lazy negation, a subclass) goes through
+# A plain CPU tensor or nn.Parameter is read into a Layout without a NumPy
+# view or a DLPack capsule: by one C call when torch offers DLPack's C
+# exchange API, else by a few attribute calls (_tensor_read.pxi), plus
+# is_neg().  Anything else about a tensor (another device or layout,
+# another dtype, a lazy negation, a subclass) goes through
 # _interop.as_array, which views it or says why it cannot.
 #
 # torch is never imported here: a tensor can only exist once the program
@@ -14,6 +14,8 @@
 # requires grad is refused while grad mode is on, an inference tensor
 # outside inference mode, and every tensor written gets its version counter
 # bumped (Table.wrote), so that autograd notices the change.
+
+include "_tensor_read.pxi"
 
 cdef object _TENSOR = None       # torch.Tensor, once the program has imported torch
 cdef object _PARAMETER = None    # torch.nn.Parameter
@@ -40,8 +42,20 @@ cdef bint _torch_loaded() except -1:
         return False
     (_PARAMETER, _F32, _F64, _F16, _BF16, _grad_enabled, _inference_enabled,
      _increment_version) = found[1:]
+    _set_fields(found[:2])
+    _find_dlpack(found[0])
     _TENSOR = found[0]
     return True
+
+
+def grads_of(list params):
+    """``[p.grad for p in params]``, each plain tensor's read through its field."""
+    cdef Py_ssize_t i, n = len(params)
+    cdef list out = [None] * n
+    for i in range(n):
+        p = params[i]
+        out[i] = field(p, GRAD) if plain_tensor(p) else p.grad
+    return out
 
 
 cdef inline bint plain_tensor(object obj) except -1:
@@ -58,54 +72,15 @@ cdef bint is_tensor(object obj) except -1:
     return isinstance(obj, _TENSOR)
 
 
-cdef bint tensor_layout(object t, Layout* out, bint dims) except -1:
-    """Fill `out` from a plain tensor's fields; False (nothing raised) when
-    the tensor cannot be used as it is: not on the CPU, not dense, a lazy
-    negation, or a dtype the kernels do not run."""
-    cdef int d, nd
-    cdef int64_t size = 1, step
-    cdef uintptr_t ptr
-    dt = t.dtype
-    if dt is _F32:
-        out.dtype = L2F_F32
-    elif dt is _BF16:
-        out.dtype = L2F_BF16
-    elif dt is _F16:
-        out.dtype = L2F_F16
-    elif dt is _F64:
-        out.dtype = L2F_F64
-    else:
+cdef bint tensor_layout(object t, Layout* out) except -1:
+    """Fill `out` (shape and strides too) from a plain tensor; False (nothing
+    raised) when the tensor cannot be used as it is: not on the CPU, not
+    dense, a lazy negation, a dtype the kernels do not run, or not aligned."""
+    if not (dlpack_layout(t, out) if _dlpack is not NULL else fields_layout(t, out)):
         return False
-    if not t.is_cpu or t.is_neg():
+    if field(t, IS_NEG):
         return False
-    try:  # the layout needs no call of its own:
-        ptr = t.data_ptr()  # raises for a tensor without storage (sparse, mkldnn)
-        shape = t.shape     # raises for a nested tensor
-    except RuntimeError:
-        return False
-    nd = len(shape)
-    if nd > MAXDIMS:
-        return False
-    for d in range(nd):
-        out.shape[d] = shape[d]
-        size *= out.shape[d]
-    out.data = <char*> ptr
-    out.size = size
-    out.ndim = nd
-    out.has_dims = True
-    if t.is_contiguous():
-        out.contig = 3 if nd <= 1 else 1
-        if dims:
-            step = 1
-            for d in range(nd - 1, -1, -1):
-                out.strides[d] = step
-                step *= out.shape[d]
-    else:
-        out.contig = 0
-        strides = t.stride()
-        for d in range(nd):
-            out.strides[d] = strides[d]
-    return True
+    return <uintptr_t> out.data % _ITEMSIZE[out.dtype] == 0
 
 
 cdef int _note_written(Table t, object obj, Py_ssize_t i, bint plain) except -1:
@@ -118,7 +93,7 @@ cdef int _note_written(Table t, object obj, Py_ssize_t i, bint plain) except -1:
             t._subclassed = []
         t._subclassed.append((i, obj))
     try:  # a plain attribute read; only inference tensors have no version counter
-        obj._version
+        field(obj, VERSION) if plain else obj._version
     except RuntimeError:
         inference = obj.is_inference()
     else:
@@ -158,15 +133,15 @@ cdef int check_torch_writes(Table t) except -1:
         return 0
     for i in range(t.narrays):
         if t._nplain and plain_tensor(t.arrays[i]):
-            _check_grad(t, t.arrays[i], i)
+            _check_grad(t, t.arrays[i], i, True)
     for i, obj in t._subclassed or ():
-        _check_grad(t, obj, i)
+        _check_grad(t, obj, i, False)
     return 0
 
 
-cdef int _check_grad(Table t, object obj, Py_ssize_t i) except -1:
+cdef int _check_grad(Table t, object obj, Py_ssize_t i, bint plain) except -1:
     """RuntimeError if tensor `obj` (array i) requires grad (grad mode is on)."""
-    if obj.requires_grad:
+    if field(obj, REQUIRES_GRAD) if plain else obj.requires_grad:
         what = ("is a leaf tensor that requires grad: torch does not allow changing it "
                 "in place" if obj.is_leaf else
                 "requires grad: autograd would not see l2fast's in-place change")

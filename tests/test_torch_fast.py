@@ -12,6 +12,18 @@ from l2fast import _table
 torch = pytest.importorskip("torch")
 
 
+@pytest.fixture(autouse=True, params=["dlpack", "fields"])
+def reader(request):
+    """Every test runs with each way of reading a plain tensor: DLPack's C
+    exchange API (torch >= 2.10) and attribute calls (older torch)."""
+    torch.ones(1) + l2fast.sum_squares(torch.ones(1))  # torch seen by l2fast
+    if request.param == "dlpack" and _table.tensor_reader() != "dlpack":
+        pytest.skip("this torch has no DLPack C exchange API")
+    before = _table.tensor_reader(request.param)
+    yield request.param
+    _table.tensor_reader(before)
+
+
 @pytest.fixture
 def no_views(monkeypatch):
     """Make any NumPy view or as_array conversion of a tensor an error: plain
@@ -36,6 +48,8 @@ def layouts():
         "zero_dim": lambda b: b[4, 5],
         "empty": lambda b: b[:, :0],
         "unit_dims": lambda b: b[:1, :, None],
+        "unit_dims_odd_strides": lambda b: b.as_strided((5, 1, 4, 1), (40, 999, 1, 7)),
+        "fortran_3d": lambda b: b.reshape(4, 6, 50).permute(2, 1, 0),
     }, base
 
 
@@ -116,6 +130,20 @@ def test_more_unusable_tensors_are_named_and_nothing_is_written(kind):
     with pytest.raises(TypeError, match=r"src\[0\]: .*" + reason):
         l2fast.add_scaled_([good[:4]], [bad], 1.0)
     assert torch.equal(good, torch.ones(8))
+
+
+def test_unaligned_tensors_are_refused_and_nothing_is_written():
+    buf = bytearray(4 * 11)
+    odd = torch.frombuffer(buf, dtype=torch.float32, offset=2, count=10)
+    assert odd.data_ptr() % 4
+    good = torch.ones(3)
+    with pytest.raises(ValueError, match=r"arrays\[1\]: the array is not aligned"):
+        l2fast.scale_([good, odd], 2.0)
+    with pytest.raises(ValueError, match=r"src\[0\]: the array is not aligned"):
+        l2fast.add_scaled_([good], [odd[:3]], 1.0)
+    with pytest.raises(ValueError, match=r"arrays\[0\]: the array is not aligned"):
+        l2fast.sum_squares(odd)
+    assert torch.equal(good, torch.ones(3)) and buf == bytearray(44)
 
 
 def test_overlapping_tensors_are_refused():

@@ -1,36 +1,63 @@
-"""Paired medians: 2,000 torch grads of 64x32 and GPT-2 as Parameters, l2fast against torch for the norm and clipping; `python bench/probes/torch_clip_timing.py`."""
-import time, numpy as np, torch, l2fast, l2fast.torch
+"""l2fast against torch on 2,000 torch grads of 64x32 and on GPT-2 as Parameters:
+the norm and clipping, each pair of calls alternated, medians of the times and
+of the per-pair ratios; `python bench/probes/torch_clip_timing.py [pairs]`."""
+import statistics
+import sys
+import time
+
+import torch
+
+import l2fast
+import l2fast.torch
 from l2fast import models
-torch.manual_seed(0)
-def med(f, reps=15):
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return sorted(ts)[reps // 2] * 1e3
-params = [torch.nn.Parameter(torch.randn(64, 32)) for _ in range(2000)]
-for p in params: p.grad = torch.randn(64, 32) * 0.01
-grads = [p.grad for p in params]
-views = [g.numpy() for g in grads]
-c = {"l2fast.sum_squares(torch grads)": lambda: l2fast.sum_squares(grads),
-     "l2fast.sum_squares(numpy views)": lambda: l2fast.sum_squares(views),
-     "torch._foreach_norm": lambda: torch._foreach_norm(grads),
-     "torch get_total_norm": lambda: torch.nn.utils.get_total_norm(grads),
-     "l2fast.torch.clip_grad_norm_": lambda: l2fast.torch.clip_grad_norm_(params, 1e-3),
-     "torch clip_grad_norm_": lambda: torch.nn.utils.clip_grad_norm_(params, 1e-3),
-     "torch clip_grad_norm_ foreach=False": lambda: torch.nn.utils.clip_grad_norm_(params, 1e-3, foreach=False)}
-res = {k: [] for k in c}
-for r in range(3):
-    for k, f in c.items():
-        res[k].append(med(f))
-m = {k: sorted(v)[1] for k, v in res.items()}
-for k, v in m.items(): print(f"{k:40s} {v:8.3f} ms")
-print(f"sum: {m['torch._foreach_norm']/m['l2fast.sum_squares(torch grads)']:.2f}x foreach_norm; "
-      f"{m['l2fast.sum_squares(torch grads)']/m['l2fast.sum_squares(numpy views)']:.2f}x numpy views time; "
-      f"clip: {m['torch clip_grad_norm_']/m['l2fast.torch.clip_grad_norm_']:.2f}x torch")
-# GPT-2 as torch parameters
-shapes = [s for _, s in models.shapes("gpt2")]
-ps = [torch.nn.Parameter(torch.randn(*s) * 0.02) for s in shapes]
-for p in ps: p.grad = torch.randn(*p.shape) * 0.01
-a = [med(lambda: l2fast.torch.clip_grad_norm_(ps, 1e-3), 7) for _ in range(2)]
-b = [med(lambda: torch.nn.utils.clip_grad_norm_(ps, 1e-3), 7) for _ in range(2)]
-print(f"GPT-2 clip: l2fast.torch {min(a):.1f} ms, torch {min(b):.1f} ms, {min(b)/min(a):.2f}x")
+
+
+def paired(a, b, pairs):
+    """Median ms of a and of b, called alternately, and the median of b/a."""
+    ta, tb = [], []
+    for _ in range(pairs):
+        for f, ts in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+    ratio = statistics.median(y / x for x, y in zip(ta, tb))
+    return statistics.median(ta) * 1e3, statistics.median(tb) * 1e3, ratio
+
+
+def report(name, a, b, pairs):
+    ma, mb, r = paired(a, b, pairs)
+    print(f"{name:58s} {ma:8.3f} ms {mb:8.3f} ms  {r:5.2f}x")
+
+
+def main(pairs=101):
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(64, 32)) for _ in range(2000)]
+    for p in params:
+        p.grad = torch.randn(64, 32) * 0.01
+    grads = [p.grad for p in params]
+    views = [g.numpy() for g in grads]
+    print(f"{'2,000 x 64x32, 2 threads: l2fast vs':58s} {'l2fast':>11s} {'peer':>11s}  ratio")
+    report("sum_squares(torch grads) vs torch._foreach_norm",
+           lambda: l2fast.sum_squares(grads), lambda: torch._foreach_norm(grads), pairs)
+    report("sum_squares(torch grads) vs sum_squares(NumPy views)",
+           lambda: l2fast.sum_squares(grads), lambda: l2fast.sum_squares(views), pairs)
+    report("l2fast.torch.get_total_norm vs torch get_total_norm",
+           lambda: l2fast.torch.get_total_norm(grads),
+           lambda: torch.nn.utils.get_total_norm(grads), pairs)
+    report("l2fast.torch.clip_grad_norm_ vs torch clip_grad_norm_",
+           lambda: l2fast.torch.clip_grad_norm_(params, 1e-3),
+           lambda: torch.nn.utils.clip_grad_norm_(params, 1e-3), pairs)
+    report("l2fast.torch.clip_grad_norm_ vs torch (foreach=False)",
+           lambda: l2fast.torch.clip_grad_norm_(params, 1e-3),
+           lambda: torch.nn.utils.clip_grad_norm_(params, 1e-3, foreach=False), pairs)
+    shapes = [s for _, s in models.shapes("gpt2")]
+    ps = [torch.nn.Parameter(torch.randn(*s) * 0.02) for s in shapes]
+    for p in ps:
+        p.grad = torch.randn(*p.shape) * 0.01
+    report("GPT-2: l2fast.torch.clip_grad_norm_ vs torch",
+           lambda: l2fast.torch.clip_grad_norm_(ps, 1e-3),
+           lambda: torch.nn.utils.clip_grad_norm_(ps, 1e-3), max(5, pairs // 10))
+
+
+if __name__ == "__main__":
+    main(*map(int, sys.argv[1:]))
