@@ -49,13 +49,21 @@ cdef bint _torch_loaded() except -1:
 
 
 def grads_of(list params):
-    """``[p.grad for p in params]``, each plain tensor's read through its field."""
+    """``[p.grad for p in params if p.grad is not None]`` (each .grad read once,
+    a plain tensor's through its field), and the positions of those
+    parameters, or None when every parameter has a grad."""
     cdef Py_ssize_t i, n = len(params)
-    cdef list out = [None] * n
+    cdef list grads = [None] * n, positions = None
     for i in range(n):
         p = params[i]
-        out[i] = field(p, GRAD) if plain_tensor(p) else p.grad
-    return out
+        grads[i] = field(p, GRAD) if plain_tensor(p) else p.grad
+        if grads[i] is None and positions is None:
+            positions = list(range(i))
+        elif grads[i] is not None and positions is not None:
+            positions.append(i)
+    if positions is None:
+        return grads, None
+    return [grads[i] for i in positions], tuple(positions)
 
 
 cdef inline bint plain_tensor(object obj) except -1:

@@ -92,11 +92,8 @@ def _grads(parameters: TensorOrTensors
         generator = isinstance(parameters, types.GeneratorType)
         params = list(parameters)
         empty_generator = generator and not params
-    grads = grads_of(params)  # each .grad read once
-    if any(g is None for g in grads):
-        positions = tuple(i for i, g in enumerate(grads) if g is not None)
-        return [grads[i] for i in positions], positions, empty_generator
-    return grads, None, empty_generator  # type: ignore[return-value]
+    grads, positions = grads_of(params)
+    return grads, positions, empty_generator
 
 
 def _warn_empty_generator(stacklevel: int) -> None:
