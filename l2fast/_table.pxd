@@ -52,7 +52,7 @@ cdef class Table:
     cdef readonly str src_label
     cdef readonly object overlap    # None, or the message of the first overlap found
     cdef readonly int mode          # READ, INPLACE or INPLACE_LATER
-    cdef readonly int dtypes        # bit 1 << code set for each dtype code among `arrays`
+    cdef readonly int dtype_mask        # bit 1 << code set for each dtype code among `arrays`
     # torch tensors written by in-place calls (see _torch.pxi):
     cdef Py_ssize_t _nplain         # how many arrays are plain tensors (or Parameters)
     cdef list _subclassed           # (index, tensor) of tensor subclasses, seen as views

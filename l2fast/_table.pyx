@@ -172,7 +172,7 @@ cdef class Table:
         try:
             for i in range(n):
                 self._layout(arrays[i], &la, 0, i, pair)
-                self.dtypes |= 1 << la.dtype
+                self.dtype_mask |= 1 << la.dtype
                 if pair:
                     self._layout(src[i], &lb, 1, i, True)
                     if not _same_shape(&la, &lb):

@@ -53,17 +53,14 @@ def grads_of(list params):
     a plain tensor's through its field), and the positions of those
     parameters, or None when every parameter has a grad."""
     cdef Py_ssize_t i, n = len(params)
-    cdef list grads = [None] * n, positions = None
+    cdef list grads = [], positions = []
     for i in range(n):
         p = params[i]
-        grads[i] = field(p, GRAD) if plain_tensor(p) else p.grad
-        if grads[i] is None and positions is None:
-            positions = list(range(i))
-        elif grads[i] is not None and positions is not None:
+        g = field(p, GRAD) if plain_tensor(p) else p.grad
+        if g is not None:
+            grads.append(g)
             positions.append(i)
-    if positions is None:
-        return grads, None
-    return [grads[i] for i in positions], tuple(positions)
+    return grads, None if len(grads) == n else tuple(positions)
 
 
 cdef inline bint plain_tensor(object obj) except -1:

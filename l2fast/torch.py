@@ -52,7 +52,7 @@ def _listed(tensors: TensorOrTensors) -> list[Any]:
 
 def _norm_dtype(table: Table) -> torch.dtype:
     """The dtype of torch's total norm: the table's dtypes promoted together."""
-    held = [getattr(torch, name) for k, name in enumerate(DTYPE_NAMES) if table.dtypes >> k & 1]
+    held = [getattr(torch, name) for k, name in enumerate(DTYPE_NAMES) if table.dtype_mask >> k & 1]
     return functools.reduce(torch.promote_types, held)
 
 
