@@ -1,4 +1,5 @@
-# torch tensors read straight from their fields (included by _table.pyx).
+# torch tensors read without a view, and the autograd rules of in-place calls
+# on them (included by _table.pyx).
 #
 # A plain CPU tensor or nn.Parameter is read into a Layout without a NumPy
 # view or a DLPack capsule: by one C call when torch offers DLPack's C
