@@ -132,6 +132,14 @@ def test_more_unusable_tensors_are_named_and_nothing_is_written(kind):
     assert torch.equal(good, torch.ones(8))
 
 
+def test_a_torch_with_the_c_exchange_api_is_read_by_it(reader):
+    offered = hasattr(torch.Tensor, "__dlpack_c_exchange_api__")
+    assert _table.tensor_reader() == (reader if offered else "fields")
+    if offered and reader == "fields":  # the switch is the tests' own: back to DLPack
+        assert _table.tensor_reader("dlpack") == "fields"
+        assert _table.tensor_reader("fields") == "dlpack"
+
+
 def test_unaligned_tensors_are_refused_and_nothing_is_written():
     buf = bytearray(4 * 11)
     odd = torch.frombuffer(buf, dtype=torch.float32, offset=2, count=10)
