@@ -1,8 +1,8 @@
 """Views of non-NumPy inputs: DLPack and buffer objects, torch tensors.
 
 Every input that is neither a NumPy array nor a plain torch tensor (those
-are read from their fields, see _torch.pxi) passes through `as_array` once,
-while the call is validated; so does a plain tensor the fields refuse, for
+are read without a view, see _tensor_read.pxi) passes through `as_array` once,
+while the call is validated; so does a plain tensor the reader refuses, for
 its error message.  It returns a NumPy array that *is* the object's memory,
 or raises TypeError naming the input: l2fast never works on a copy.
 `torch_view` is also how a table shows its tensors as NumPy arrays

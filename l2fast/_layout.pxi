@@ -1,6 +1,6 @@
 # The Layout of an array (included by _table.pyx): what the work table and
 # the overlap checks read of it, from a NumPy array here, from a torch
-# tensor's fields in _torch.pxi; and the dimensions elementwise work walks.
+# tensor in _tensor_read.pxi; and the dimensions elementwise work walks.
 
 
 cdef int _numpy_layout(cnp.ndarray a, Layout* out, bint dims) except -1:

@@ -85,7 +85,7 @@ cdef tuple _as_arrays(Table t, tuple arrays, int role):
     """`arrays` with every input that is neither an ndarray nor a plain torch
     tensor replaced by its view from `as_array` (DLPack and buffer objects,
     tensor subclasses), which raises TypeError rather than copy.  Plain
-    tensors are read later, from their fields."""
+    tensors are read later, without a view (_tensor_read.pxi)."""
     cdef Py_ssize_t i, n = len(arrays)
     cdef list out = None
     cdef bint write = role == 0 and t.mode != MODE_READ
@@ -136,7 +136,7 @@ cdef class Table:
     ----------
     arrays : tuple
         The primary (written, for in-place calls) operand: NumPy arrays,
-        torch tensors (read from their fields), or objects `as_array` views.
+        torch tensors (read without a view), or objects `as_array` views.
     names : tuple of str or None
         Names used in error messages instead of indices.
     src : tuple or None

@@ -1,12 +1,13 @@
 # How a plain torch tensor's layout is read (included by _torch.pxi).
 #
-# With torch >= 2.10, by DLPack's C exchange API: the function pointer
+# When torch offers DLPack's C exchange API at version 1.3 or later (torch
+# 2.13 does), by it: the function pointer
 # `dltensor_from_py_object_no_sync` of the capsule
 # torch.Tensor.__dlpack_c_exchange_api__ fills a DLTensor (data, device,
 # dtype, shape, strides: torch's own arrays, no allocation) in one C call,
 # about 40 ns a tensor.  Otherwise by attribute calls: dtype, is_cpu,
 # data_ptr(), shape, is_contiguous() (stride() when it is not), each sent
-# straight to the C function of torch's descriptor (l2f_read): ~0.4 us.
+# straight to the C function of torch's descriptor (l2f_read): ~0.5 us.
 # Neither says whether a tensor is a lazy negation: is_neg() is asked too.
 
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
@@ -151,6 +152,9 @@ def tensor_reader(str name=None):
     "fields" (attribute calls).  `name` switches to that reader ("dlpack"
     only when torch offers it), for tests; returns the reader before."""
     global _dlpack
+    if name not in (None, "dlpack", "fields"):
+        raise ValueError(f'reader must be "dlpack" or "fields", not {name!r}')
+    _torch_loaded()
     before = "dlpack" if _dlpack is not NULL else "fields"
     if name == "dlpack" and _dlpack_api is NULL:
         raise ValueError("this torch has no DLPack C exchange API")
@@ -188,8 +192,7 @@ cdef bint dlpack_layout(object t, Layout* out) except -1:
     of a dtype the kernels run."""
     cdef l2f_dl_tensor dl
     cdef int d, nd
-    cdef int64_t size = 1, c_step = 1, f_step = 1
-    cdef bint c = True, f = True
+    cdef int64_t size = 1, c_step = 1
     try:
         _dlpack(<void*> t, &dl)
     except (RuntimeError, BufferError, TypeError):
@@ -203,17 +206,28 @@ cdef bint dlpack_layout(object t, Layout* out) except -1:
         size *= dl.shape[d]
     for d in range(nd - 1, -1, -1):  # strides: torch's, or C order when NULL
         out.strides[d] = dl.strides[d] if dl.strides != NULL else c_step
-        c = c and (out.shape[d] == 1 or out.strides[d] == c_step)
         c_step *= out.shape[d]
-    for d in range(nd):
-        f = f and (out.shape[d] == 1 or out.strides[d] == f_step)
-        f_step *= out.shape[d]
     out.data = <char*> dl.data + dl.byte_offset
     out.size = size
     out.ndim = nd
     out.has_dims = True
-    out.contig = 3 if size == 0 else (1 if c else 0) | (2 if f else 0)
+    _set_contig(out)
     return True
+
+
+cdef void _set_contig(Layout* out) noexcept:
+    """out.contig from out's shape and strides (in elements), as NumPy's
+    flags: 1 C order, 2 Fortran order, 3 both (size 0 too), 0 neither."""
+    cdef int d
+    cdef int64_t c_step = 1, f_step = 1
+    cdef bint c = True, f = True
+    for d in range(out.ndim - 1, -1, -1):
+        c = c and (out.shape[d] == 1 or out.strides[d] == c_step)
+        c_step *= out.shape[d]
+    for d in range(out.ndim):
+        f = f and (out.shape[d] == 1 or out.strides[d] == f_step)
+        f_step *= out.shape[d]
+    out.contig = 3 if out.size == 0 else (1 if c else 0) | (2 if f else 0)
 
 
 cdef bint fields_layout(object t, Layout* out) except -1:
@@ -251,14 +265,13 @@ cdef bint fields_layout(object t, Layout* out) except -1:
     out.ndim = nd
     out.has_dims = True
     if field(t, IS_CONTIGUOUS):
-        out.contig = 3 if nd <= 1 else 1
         step = 1
         for d in range(nd - 1, -1, -1):
             out.strides[d] = step
             step *= out.shape[d]
     else:
-        out.contig = 0
         strides = field(t, STRIDE)
         for d in range(nd):
             out.strides[d] = strides[d]
+    _set_contig(out)
     return True

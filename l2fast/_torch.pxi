@@ -86,7 +86,7 @@ cdef bint tensor_layout(object t, Layout* out) except -1:
         return False
     if field(t, IS_NEG):
         return False
-    return <uintptr_t> out.data % _ITEMSIZE[out.dtype] == 0
+    return out.size == 0 or <uintptr_t> out.data % _ITEMSIZE[out.dtype] == 0
 
 
 cdef int _note_written(Table t, object obj, Py_ssize_t i, bint plain) except -1:

@@ -1,7 +1,9 @@
-"""torch tensors read from their fields: the memory written is the tensor's own,
+"""torch tensors read without a NumPy view: the memory written is the tensor's own,
 every layout works, every refusal names the tensor, and in-place calls follow
 torch's autograd rules (grad mode, version counters, inference tensors)."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,9 +17,8 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(autouse=True, params=["dlpack", "fields"])
 def reader(request):
     """Every test runs with each way of reading a plain tensor: DLPack's C
-    exchange API (torch >= 2.10) and attribute calls (older torch)."""
-    torch.ones(1) + l2fast.sum_squares(torch.ones(1))  # torch seen by l2fast
-    if request.param == "dlpack" and _table.tensor_reader() != "dlpack":
+    exchange API (DLPack >= 1.3) and attribute calls (any torch)."""
+    if request.param == "dlpack" and not hasattr(torch.Tensor, "__dlpack_c_exchange_api__"):
         pytest.skip("this torch has no DLPack C exchange API")
     before = _table.tensor_reader(request.param)
     yield request.param
@@ -27,7 +28,7 @@ def reader(request):
 @pytest.fixture
 def no_views(monkeypatch):
     """Make any NumPy view or as_array conversion of a tensor an error: plain
-    tensors must be read from their fields alone."""
+    tensors must be read by the reader alone."""
     def refuse(*args, **kwargs):
         raise AssertionError("a tensor was converted to a NumPy view")
     monkeypatch.setattr(_table, "as_array", refuse)
@@ -134,10 +135,33 @@ def test_more_unusable_tensors_are_named_and_nothing_is_written(kind):
 
 def test_a_torch_with_the_c_exchange_api_is_read_by_it(reader):
     offered = hasattr(torch.Tensor, "__dlpack_c_exchange_api__")
-    assert _table.tensor_reader() == (reader if offered else "fields")
+    code = ("import torch, l2fast; from l2fast import _table; "
+            "l2fast.sum_squares([torch.ones(3)]); print(_table.tensor_reader())")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert fresh == ("dlpack" if offered else "fields")  # a new process's default
+    with pytest.raises(ValueError, match="must be"):
+        _table.tensor_reader("dl-pack")
     if offered and reader == "fields":  # the switch is the tests' own: back to DLPack
         assert _table.tensor_reader("dlpack") == "fields"
         assert _table.tensor_reader("fields") == "dlpack"
+
+
+def test_empty_tensor_at_an_odd_address_is_accepted():
+    buf = bytearray(4 * 11)
+    empty = torch.frombuffer(buf, dtype=torch.float32, offset=2, count=10)[:0]
+    assert l2fast.sum_squares([empty, torch.full((2,), 3.0)]) == 18.0
+    l2fast.scale_([empty], 2.0)
+
+
+def test_both_readers_cut_fortran_order_the_same_way():
+    """A Fortran-order tensor is one run in memory order, as its NumPy view is."""
+    rng = np.random.default_rng(3)
+    a = np.asfortranarray(rng.standard_normal((70, 50, 30)))
+    t = torch.from_numpy(a)
+    assert not t.is_contiguous()
+    assert _table.Table((t,)).npieces == _table.Table((a,)).npieces
+    assert l2fast.sum_squares([t]) == l2fast.sum_squares([a])
 
 
 def test_unaligned_tensors_are_refused_and_nothing_is_written():
