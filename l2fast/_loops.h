@@ -303,7 +303,7 @@ static double l2f_add_run_##D##_##S(const l2f_piece *c, double f)             \
 L2F_DTYPES(L2F_DEFINE_UNARY)
 L2F_DTYPES(L2F_DEFINE_ADDS)
 
-/* The hand-vectorised 16-bit loops, and l2f_use_v3(). */
+/* The hand-vectorised 16-bit loops, and l2f_level16(). */
 #include "_loops16.h"
 
 /* ------------------------------------------------------------------------
@@ -339,18 +339,36 @@ static const l2f_run_fn l2f_unary_runs_v3[3][L2F_NDTYPES] = {
 static const l2f_run_fn l2f_add_runs_v3[L2F_NDTYPES][L2F_NDTYPES] = {
     L2F_DTYPES(L2F_ROW_ADD_V3)
 };
+#define L2F_ROW_SSQ_V4(CODE, S, T) L2F_V4_SSQ_##S,
+#define L2F_ROW_SCALE_V4(CODE, S, T) L2F_V4_SCALE_##S,
+#define L2F_ROW_SSQ_SCALE_V4(CODE, S, T) L2F_V4_SSQ_SCALE(S),
+#define L2F_CELL_ADD_V4(D, TD, S, TS) L2F_V4_ADD(D, S),
+#define L2F_ROW_ADD_V4(CODE, D, TD) { L2F_DTYPES_SRC(L2F_CELL_ADD_V4, D, TD) },
+static const l2f_run_fn l2f_unary_runs_v4[3][L2F_NDTYPES] = {
+    { L2F_DTYPES(L2F_ROW_SSQ_V4) },
+    { L2F_DTYPES(L2F_ROW_SSQ_SCALE_V4) },
+    { L2F_DTYPES(L2F_ROW_SCALE_V4) },
+};
+static const l2f_run_fn l2f_add_runs_v4[L2F_NDTYPES][L2F_NDTYPES] = {
+    L2F_DTYPES(L2F_ROW_ADD_V4)
+};
 #else
 #define l2f_unary_runs_v3 l2f_unary_runs
 #define l2f_add_runs_v3 l2f_add_runs
+#define l2f_unary_runs_v4 l2f_unary_runs
+#define l2f_add_runs_v4 l2f_add_runs
 #endif
 
 /* Apply `op` to piece c with factor (or alpha) f; the sum of squares of a
  * summing op, else 0. */
 static inline double l2f_apply(int op, const l2f_piece *c, double f)
 {
+    const int level = l2f_level16();
     if (op == L2F_ADD)
-        return (l2f_use_v3() ? l2f_add_runs_v3 : l2f_add_runs)[c->dst_dtype][c->src_dtype](c, f);
-    return (l2f_use_v3() ? l2f_unary_runs_v3 : l2f_unary_runs)[op][c->dst_dtype](c, f);
+        return (level == 4 ? l2f_add_runs_v4 : level == 3 ? l2f_add_runs_v3 : l2f_add_runs)
+            [c->dst_dtype][c->src_dtype](c, f);
+    return (level == 4 ? l2f_unary_runs_v4 : level == 3 ? l2f_unary_runs_v3 : l2f_unary_runs)
+        [op][c->dst_dtype](c, f);
 }
 
 #endif

@@ -17,8 +17,8 @@
  * time, those whose float64 product might round otherwise (see _half.h).
  * Further down: float16's fused pass and add, and bfloat16's add from
  * bfloat16.  They replace the generic contiguous loops where the CPU is
- * x86-64-v3 but not v4 (where the AVX-512 clone runs); l2f_apply() picks
- * them.
+ * x86-64-v3 or later (the AVX-512 clone of the generic loops is slower
+ * still, see _loops16_v4.h); l2f_apply() picks them.
  *
  * Included by _loops.h after the generic loops, whose macros and run
  * functions they use; checked by tests/test_half.py and
@@ -35,16 +35,17 @@
 #define L2F_F32_f16(p, k) l2f_f16_to_f32((p)[k])
 #define L2F_F32_bf16(p, k) l2f_bf16_to_f32((p)[k])
 
-/* 1 when this CPU runs these loops: x86-64-v3 and not v4 (cached; the race
- * of two first calls writes the same value). */
-static int l2f_v3_cpu = -1;
-static inline int l2f_use_v3(void)
+/* Which 16-bit loops this CPU runs: 4 (x86-64-v4: _loops16_v4.h, then
+ * these), 3 (x86-64-v3: these) or 0 (the generic loops).  Cached; the race
+ * of two first calls writes the same value. */
+static int l2f_level16_cpu = -1;
+static inline int l2f_level16(void)
 {
-    int v = __atomic_load_n(&l2f_v3_cpu, __ATOMIC_RELAXED);
+    int v = __atomic_load_n(&l2f_level16_cpu, __ATOMIC_RELAXED);
     if (v < 0) {
         __builtin_cpu_init();
-        v = __builtin_cpu_supports("x86-64-v3") && !__builtin_cpu_supports("x86-64-v4");
-        __atomic_store_n(&l2f_v3_cpu, v, __ATOMIC_RELAXED);
+        v = __builtin_cpu_supports("x86-64-v4") ? 4 : __builtin_cpu_supports("x86-64-v3") ? 3 : 0;
+        __atomic_store_n(&l2f_level16_cpu, v, __ATOMIC_RELAXED);
     }
     return v;
 }
@@ -432,8 +433,10 @@ L2F_DEFINE_V3_RUNS(bf16)
 #define L2F_V3_SCALE_f64 l2f_scale_run_f64
 #define L2F_V3_SCALE_f16 l2f_scale_run_v3_f16
 #define L2F_V3_SCALE_bf16 l2f_scale_run_v3_bf16
+
+#include "_loops16_v4.h"
 #else
-static inline int l2f_use_v3(void) { return 0; }
+static inline int l2f_level16(void) { return 0; }
 #endif
 
 #endif
