@@ -51,6 +51,7 @@ def config() -> dict[str, Any]:
         "simd": {
             "baseline": info["simd_baseline"],
             "dispatched": info["simd_dispatch"],
+            "loops16": info["simd_loops16"],
         },
         "kernels": {
             "chunk_elements": info["chunk"],

@@ -53,6 +53,7 @@ cdef extern from "_loops.h" nogil:
         SCALE "L2F_SCALE"
         ADD "L2F_ADD"
     double l2f_apply(int op, const Piece* c, double f)
+    int l2f_level16()
     double l2f_sum_slots(const double* x, int64_t n)
 
 cdef extern from "_exact.h" nogil:
@@ -273,6 +274,8 @@ def build_info():
         "cflags": L2FAST_BUILD_CFLAGS.decode("utf-8", "replace"),
         "simd_baseline": L2F_BUILD_SIMD.decode(),
         "simd_dispatch": l2f_simd_dispatch().decode(),
+        "simd_loops16": {4: "x86-64-v4 (AVX-512)", 3: "x86-64-v3 (AVX2, FMA, F16C)"}.get(
+            l2f_level16(), "generic"),
         "platform": L2FAST_BUILD_PLATFORM.decode("utf-8", "replace"),
         "chunk": CHUNK,
         "lanes": LANES,

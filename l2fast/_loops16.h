@@ -26,6 +26,7 @@
  * ------------------------------------------------------------------------ */
 #ifdef L2F_HAVE_CLONES
 #include <immintrin.h>
+#include <stdlib.h>
 #define L2F_V3 __attribute__((target("arch=x86-64-v3")))
 #define L2F_ALIGN64 __attribute__((aligned(64)))
 /* The compiler must store the array buf and load it back (not forward its
@@ -36,15 +37,19 @@
 #define L2F_F32_bf16(p, k) l2f_bf16_to_f32((p)[k])
 
 /* Which 16-bit loops this CPU runs: 4 (x86-64-v4: _loops16_v4.h, then
- * these), 3 (x86-64-v3: these) or 0 (the generic loops).  Cached; the race
- * of two first calls writes the same value. */
+ * these), 3 (x86-64-v3: these) or 0 (the generic loops).  The environment
+ * variable L2FAST_LOOPS16_LEVEL=0 or 3 caps it (the tests run every level
+ * the CPU has).  Cached; the race of two first calls writes the same value. */
 static int l2f_level16_cpu = -1;
 static inline int l2f_level16(void)
 {
     int v = __atomic_load_n(&l2f_level16_cpu, __ATOMIC_RELAXED);
     if (v < 0) {
+        const char *cap = getenv("L2FAST_LOOPS16_LEVEL");
         __builtin_cpu_init();
         v = __builtin_cpu_supports("x86-64-v4") ? 4 : __builtin_cpu_supports("x86-64-v3") ? 3 : 0;
+        if (cap && *cap && atoi(cap) < v)
+            v = atoi(cap) >= 3 ? 3 : 0;
         __atomic_store_n(&l2f_level16_cpu, v, __ATOMIC_RELAXED);
     }
     return v;

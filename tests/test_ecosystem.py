@@ -113,6 +113,10 @@ def test_show_config_reports_build_runtime_and_simd():
     assert simd["dispatched"]
     if platform.machine() == "x86_64" and sys.platform.startswith("linux"):
         assert re.match(r"x86-64-v[34] |baseline \(|SSE2|AVX", simd["dispatched"])
+    assert simd["loops16"] in {"x86-64-v4 (AVX-512)", "x86-64-v3 (AVX2, FMA, F16C)", "generic"}
+    if not os.environ.get("L2FAST_LOOPS16_LEVEL"):  # the 16-bit loops follow the CPU
+        assert simd["loops16"].split()[0] == simd["dispatched"].split()[0] or (
+            simd["loops16"] == "generic" and not simd["dispatched"].startswith("x86-64-v"))
 
     kernels = cfg["kernels"]
     assert kernels["parallel_min_size"] == _kernels.PARALLEL_MIN_SIZE

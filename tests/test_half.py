@@ -6,6 +6,7 @@ round to odd in float32, then ml_dtypes' cast), itself checked against
 `fractions` in test_reference.py; `reference.exact_sum_squares` is the exact
 sum, rounded once.
 """
+import os
 import subprocess
 import sys
 
@@ -269,3 +270,23 @@ def test_torch_bfloat16_works_without_ml_dtypes():
     ours, torch_norm = out.stdout.split()
     assert float(ours) == 5120.0
     assert float(torch_norm) != 5120.0**0.5  # torch's bf16 norm is not exact (256 here)
+
+
+# every level of 16-bit loops this CPU has: the tests above run the highest;
+# these run them again with the lower ones (L2FAST_LOOPS16_LEVEL caps it)
+@pytest.mark.parametrize("level", ["3", "0"])
+def test_every_level_of_16bit_loops(level):
+    have = l2fast.show_config(mode="dicts")["simd"]["loops16"]
+    if level == "3" and not have.startswith("x86-64-v4"):
+        pytest.skip(f"the 16-bit loops here are {have}: the tests above ran them")
+    if level == "0" and have == "generic":
+        pytest.skip("the 16-bit loops here are the generic ones: the tests above ran them")
+    env = dict(os.environ, L2FAST_LOOPS16_LEVEL=level)
+    show = [sys.executable, "-c", "import l2fast; print(l2fast.show_config(mode='dicts')['simd']['loops16'])"]
+    got = subprocess.run(show, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert got == ("x86-64-v3 (AVX2, FMA, F16C)" if level == "3" else "generic")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                          "-k", "not every_level_of_16bit_loops"],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and " failed" not in run.stdout
