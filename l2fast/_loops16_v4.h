@@ -18,7 +18,9 @@
  *          float64 product might round otherwise (see _half.h and
  *          _loops16.h) redone exactly, one at a time, from a mask.
  *
- * The fused pass and add_scaled_ take the v3 loops (l2f_apply()).
+ *   fused  both in one sweep (the sum's bits, the scale's bits).
+ *
+ * add_scaled_ takes the v3 loops (l2f_apply()).
  * Checked by tests/test_half.py.
  * ------------------------------------------------------------------------ */
 #define L2F_V4 __attribute__((target("arch=x86-64-v4")))
@@ -89,76 +91,115 @@ L2F_DEFINE_V4_SSQ(bf16)
         (d)[j] = (VALUE);                                                     \
     }
 
-/* bfloat16, 32 elements a step: the even elements (low halves of the 32-bit
- * lanes) widen by a shift, the odd ones by a mask; each product is rounded
- * half up and the high halves blended back in element order.  Flagged in
- * 16-bit lanes exactly as in l2f_scale_v3_bf16: the low half of t + 0x8000
- * within 4 of 0 (t near a midpoint), or a result whose exponent is 0, 1 or
- * 255. */
-L2F_V4 static void l2f_scale_v4_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double f,
-                                     float c32)
+/* bfloat16: d[0..31] *= f, from t = w * c32.  The even elements (low
+ * halves of the 32-bit lanes) widen by a shift, the odd ones by a mask; each
+ * product is rounded half up and the high halves blended back in element
+ * order.  Flagged in 16-bit lanes exactly as in l2f_scale_v3_bf16: the low
+ * half of t + 0x8000 within 4 of 0 (t near a midpoint), or a result whose
+ * exponent is 0, 1 or 255. */
+L2F_V4 static inline void l2f_scale32_v4_bf16(uint16_t *d, __m512 c, double f)
 {
-    const __m512 c = _mm512_set1_ps(c32);
-    const __m512i odd = _mm512_set1_epi32((int32_t)0xffff0000u);
     const __m512i half = _mm512_set1_epi32(0x8000);
-    const __m512i near = _mm512_set1_epi16((int16_t)0x8004);
-    const __m512i near_lim = _mm512_set1_epi16((int16_t)0x8009);
-    const __m512i ebias = _mm512_set1_epi16((int16_t)0x8100);
-    const __m512i e_lim = _mm512_set1_epi16((int16_t)0x8300);
     const __mmask32 high = 0xaaaaaaaau;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
-        __m512i x = _mm512_loadu_si512((const void *)(d + i));
-        __m512i be = _mm512_add_epi32(_mm512_castps_si512(_mm512_mul_ps(
-            _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)), c)), half);
-        __m512i bo = _mm512_add_epi32(_mm512_castps_si512(_mm512_mul_ps(
-            _mm512_castsi512_ps(_mm512_and_si512(x, odd)), c)), half);
-        __m512i r = _mm512_mask_blend_epi16(high, _mm512_srli_epi32(be, 16), bo);
-        __m512i lo = _mm512_mask_blend_epi16(high, be, _mm512_slli_epi32(bo, 16));
-        __mmask32 redo =
-            _mm512_cmplt_epi16_mask(_mm512_add_epi16(lo, near), near_lim)
-            | _mm512_cmplt_epi16_mask(_mm512_add_epi16(_mm512_slli_epi16(r, 1), ebias), e_lim);
-        _mm512_storeu_si512((void *)(d + i), r);
-        if (redo) {
-            L2F_ALIGN64 uint16_t w[32];
-            _mm512_store_si512((void *)w, x);
-            L2F_V4_REDO(d + i, redo, l2f_round_bf16(l2f_bf16_to_f64(w[j]) * f));
-        }
+    __m512i x = _mm512_loadu_si512((const void *)d);
+    __m512i be = _mm512_add_epi32(_mm512_castps_si512(_mm512_mul_ps(
+        _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)), c)), half);
+    __m512i bo = _mm512_add_epi32(_mm512_castps_si512(_mm512_mul_ps(
+        _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int32_t)0xffff0000u))), c)), half);
+    __m512i r = _mm512_mask_blend_epi16(high, _mm512_srli_epi32(be, 16), bo);
+    __m512i lo = _mm512_mask_blend_epi16(high, be, _mm512_slli_epi32(bo, 16));
+    __mmask32 redo =
+        _mm512_cmplt_epi16_mask(_mm512_add_epi16(lo, _mm512_set1_epi16((int16_t)0x8004)),
+                                _mm512_set1_epi16((int16_t)0x8009))
+        | _mm512_cmplt_epi16_mask(_mm512_add_epi16(_mm512_slli_epi16(r, 1),
+                                                   _mm512_set1_epi16((int16_t)0x8100)),
+                                  _mm512_set1_epi16((int16_t)0x8300));
+    _mm512_storeu_si512((void *)d, r);
+    if (redo) {
+        L2F_ALIGN64 uint16_t w[32];
+        _mm512_store_si512((void *)w, x);
+        L2F_V4_REDO(d, redo, l2f_round_bf16(l2f_bf16_to_f64(w[j]) * f));
     }
-    for (; i < n; i++)
-        d[i] = l2f_round_bf16(l2f_bf16_to_f64(d[i]) * f);
 }
 
-/* float16, 16 elements a conversion: both bounds of the product (as in
- * l2f_scale_v3_f16) rounded by the hardware; where they differ, redone. */
-L2F_V4 static void l2f_scale_v4_f16(uint16_t *L2F_RESTRICT d, int64_t n, double f,
-                                    float c32)
+/* float16: d[0..31] *= f.  Both bounds of the product (as in
+ * l2f_scale_v3_f16: t * (1 -+ 2^-21), c holding c32 times those) rounded by
+ * the hardware; where they differ, redone. */
+L2F_V4 static inline void l2f_scale32_v4_f16(uint16_t *d, const __m512 *c, double f)
 {
-    const __m512 lo = _mm512_set1_ps(c32 * (1.0f - 0x1p-21f));
-    const __m512 hi = _mm512_set1_ps(c32 * (1.0f + 0x1p-21f));
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
-        for (int h = 0; h < 32; h += 16) {
-            __m256i x = _mm256_loadu_si256((const __m256i *)(d + i + h));
-            __m512 w = _mm512_cvtph_ps(x);
-            __m256i r0 = _mm512_cvtps_ph(_mm512_mul_ps(w, lo),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            __m256i r1 = _mm512_cvtps_ph(_mm512_mul_ps(w, hi),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            __mmask16 redo = _mm256_cmpneq_epi16_mask(r0, r1);
-            _mm256_storeu_si256((__m256i *)(d + i + h), r0);
-            if (redo) {
-                L2F_ALIGN64 uint16_t w16[16];
-                _mm256_store_si256((__m256i *)w16, x);
-                L2F_V4_REDO(d + i + h, redo, l2f_round_f16(l2f_f16_to_f64(w16[j]) * f));
-            }
+    for (int h = 0; h < 32; h += 16) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(d + h));
+        __m512 w = _mm512_cvtph_ps(x);
+        __m256i r0 = _mm512_cvtps_ph(_mm512_mul_ps(w, c[0]),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256i r1 = _mm512_cvtps_ph(_mm512_mul_ps(w, c[1]),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __mmask16 redo = _mm256_cmpneq_epi16_mask(r0, r1);
+        _mm256_storeu_si256((__m256i *)(d + h), r0);
+        if (redo) {
+            L2F_ALIGN64 uint16_t w16[16];
+            _mm256_store_si256((__m256i *)w16, x);
+            L2F_V4_REDO(d + h, redo, l2f_round_f16(l2f_f16_to_f64(w16[j]) * f));
         }
     }
-    for (; i < n; i++)
-        d[i] = l2f_round_f16(l2f_f16_to_f64(d[i]) * f);
 }
+/* The factor as a scale step takes it. */
+#define L2F_V4_FACTOR_bf16(c32) __m512 cv = _mm512_set1_ps(c32)
+#define L2F_V4_FACTOR_f16(c32)                                                \
+    const __m512 cv[2] = {_mm512_set1_ps((c32) * (1.0f - 0x1p-21f)),          \
+                          _mm512_set1_ps((c32) * (1.0f + 0x1p-21f))}
+
+/* d *= f (c32 = float32(f), a normal float32), 32 elements a step. */
+#define L2F_DEFINE_V4_SCALE(S)                                                \
+L2F_V4 static void l2f_scale_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n, double f, \
+                                    float c32)                                \
+{                                                                             \
+    L2F_V4_FACTOR_##S(c32);                                                   \
+    int64_t i = 0;                                                            \
+    for (; i + 32 <= n; i += 32) {                                            \
+        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);                 \
+        l2f_scale32_v4_##S(d + i, cv, f);                                     \
+    }                                                                         \
+    for (; i < n; i++)                                                        \
+        L2F_STORE_##S(d, i, L2F_LOAD_##S(d, i) * f);                          \
+}
+L2F_DEFINE_V4_SCALE(f16)
+L2F_DEFINE_V4_SCALE(bf16)
+
+/* The fused pass: the sum of squares of d as l2f_ssq_v4, and d *= f as
+ * l2f_scale_v4, in one sweep; n >= L2F_SHORT. */
+#define L2F_DEFINE_V4_SSQ_SCALE(S)                                            \
+L2F_V4 static double l2f_ssq_scale_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n, \
+                                          double f, float c32)                \
+{                                                                             \
+    L2F_ALIGN64 float buf[L2F_LANES];                                         \
+    L2F_ALIGN64 double lane[L2F_LANES], acc[L2F_LANES];                       \
+    float *w = buf;                                                           \
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;              \
+    L2F_V4_FACTOR_##S(c32);                                                   \
+    int64_t i = 0;                                                            \
+    __asm__("" : "+r"(w));                                                    \
+    for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
+        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);                 \
+        L2F_V4_WIDEN32_##S(w, d + i);                                         \
+        L2F_OPAQUE_ARRAY(buf);                                                \
+        L2F_V4_FMA8(a0, w, 0); L2F_V4_FMA8(a1, w, 1);                         \
+        L2F_V4_FMA8(a2, w, 2); L2F_V4_FMA8(a3, w, 3);                         \
+        l2f_scale32_v4_##S(d + i, cv, f);                                     \
+    }                                                                         \
+    _mm512_store_pd(lane, a0); _mm512_store_pd(lane + 8, a1);                 \
+    _mm512_store_pd(lane + 16, a2); _mm512_store_pd(lane + 24, a3);           \
+    for (int q = 0; q < L2F_LANES; q++)                                       \
+        acc[L2F_V4_ELEMENT_##S(q)] = lane[q];                                 \
+    for (; i < n; i++) {                                                      \
+        double x = L2F_LOAD_##S(d, i);                                        \
+        acc[i & (L2F_LANES - 1)] += x * x;                                    \
+        L2F_STORE_##S(d, i, x * f);                                           \
+    }                                                                         \
+    return l2f_fold(acc, L2F_LANES);                                          \
+}
+L2F_DEFINE_V4_SSQ_SCALE(f16)
+L2F_DEFINE_V4_SSQ_SCALE(bf16)
 
 /* The run functions of the v4 table: as those of the v3 table. */
 #define L2F_DEFINE_V4_RUNS(S)                                                 \
@@ -175,6 +216,13 @@ static double l2f_scale_run_v4_##S(const l2f_piece *c, double f)              \
         return l2f_scale_run_##S(c, f);                                       \
     l2f_scale_v4_##S((uint16_t *)c->dst, c->n, f, c32);                       \
     return 0.0;                                                               \
+}                                                                             \
+static double l2f_ssq_scale_run_v4_##S(const l2f_piece *c, double f)          \
+{                                                                             \
+    const float c32 = l2f_factor32(f);                                        \
+    if (c->dst_stride != 1 || c->n < L2F_SHORT || c32 != c32)                 \
+        return l2f_ssq_scale_run_##S(c, f);                                   \
+    return l2f_ssq_scale_v4_##S((uint16_t *)c->dst, c->n, f, c32);            \
 }
 L2F_DEFINE_V4_RUNS(f16)
 L2F_DEFINE_V4_RUNS(bf16)
@@ -186,7 +234,11 @@ L2F_DEFINE_V4_RUNS(bf16)
 #define L2F_V4_SCALE_f64 L2F_V3_SCALE_f64
 #define L2F_V4_SCALE_f16 l2f_scale_run_v4_f16
 #define L2F_V4_SCALE_bf16 l2f_scale_run_v4_bf16
-#define L2F_V4_SSQ_SCALE(S) L2F_V3_SSQ_SCALE_##S
+#define L2F_V4_SSQ_SCALE(S) L2F_V4_SSQ_SCALE_##S
+#define L2F_V4_SSQ_SCALE_f32 L2F_V3_SSQ_SCALE_f32
+#define L2F_V4_SSQ_SCALE_f64 L2F_V3_SSQ_SCALE_f64
+#define L2F_V4_SSQ_SCALE_f16 l2f_ssq_scale_run_v4_f16
+#define L2F_V4_SSQ_SCALE_bf16 l2f_ssq_scale_run_v4_bf16
 #define L2F_V4_ADD(D, S) L2F_V3_ADD_##D(S)
 
 #endif
