@@ -361,19 +361,21 @@ cdef class Table:
                 return 0
 
     cdef int _group(self) except -1:
-        """Group consecutive pieces into items of about CHUNK elements."""
+        """Group consecutive pieces into items of about CHUNK float32 (256
+        KiB): a 16-bit item is two pieces, one stream for its thread."""
         cdef Py_ssize_t c, k = 0
-        cdef int64_t acc = 0
+        cdef int64_t acc = 0, nbytes
         self.items = <int64_t*> malloc((self.npieces + 1) * sizeof(int64_t))
         if self.items == NULL:
             raise MemoryError()
         for c in range(self.npieces):
-            if acc > 0 and acc + self.pieces[c].n > CHUNK:
+            nbytes = self.pieces[c].n * _ITEMSIZE[self.pieces[c].dst_dtype]
+            if acc > 0 and acc + nbytes > 4 * CHUNK:
                 k += 1
                 acc = 0
             if acc == 0:
                 self.items[k] = c
-            acc += self.pieces[c].n
+            acc += nbytes
         self.nitems = k + 1 if self.npieces > 0 else 0
         self.items[self.nitems] = self.npieces
         return 0
