@@ -55,34 +55,6 @@
         a = _mm512_fmadd_pd(v_, v_, a);                                       \
     } while (0)
 
-#define L2F_DEFINE_V4_SSQ(S)                                                  \
-L2F_V4 static double l2f_ssq_v4_##S(const uint16_t *L2F_RESTRICT d, int64_t n)\
-{                                                                             \
-    L2F_ALIGN64 float buf[L2F_LANES];                                         \
-    L2F_ALIGN64 double lane[L2F_LANES], acc[L2F_LANES];                       \
-    float *w = buf;                                                           \
-    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;              \
-    int64_t i = 0;                                                            \
-    __asm__("" : "+r"(w));  /* w[k] read through a register, not %rsp */     \
-    for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
-        L2F_PREFETCH((const char *)(d + i) + L2F_V4_AHEAD, 0);                \
-        L2F_V4_WIDEN32_##S(w, d + i);                                         \
-        L2F_OPAQUE_ARRAY(buf);                                                \
-        L2F_V4_FMA8(a0, w, 0); L2F_V4_FMA8(a1, w, 1);                         \
-        L2F_V4_FMA8(a2, w, 2); L2F_V4_FMA8(a3, w, 3);                         \
-    }                                                                         \
-    _mm512_store_pd(lane, a0); _mm512_store_pd(lane + 8, a1);                 \
-    _mm512_store_pd(lane + 16, a2); _mm512_store_pd(lane + 24, a3);           \
-    for (int q = 0; q < L2F_LANES; q++)                                       \
-        acc[L2F_V4_ELEMENT_##S(q)] = lane[q];                                 \
-    for (; i < n; i++) {                                                      \
-        double x = L2F_F32_##S(d, i);                                         \
-        acc[i & (L2F_LANES - 1)] += x * x;                                    \
-    }                                                                         \
-    return l2f_fold(acc, L2F_LANES);                                          \
-}
-L2F_DEFINE_V4_SSQ(f16)
-L2F_DEFINE_V4_SSQ(bf16)
 
 /* Set d[j] = VALUE (written in terms of j) for each bit j set in mask. */
 #define L2F_V4_REDO(d, mask, VALUE)                                           \
@@ -166,11 +138,13 @@ L2F_V4 static void l2f_scale_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n, double 
 L2F_DEFINE_V4_SCALE(f16)
 L2F_DEFINE_V4_SCALE(bf16)
 
-/* The fused pass: the sum of squares of d as l2f_ssq_v4, and d *= f as
- * l2f_scale_v4, in one sweep; n >= L2F_SHORT. */
-#define L2F_DEFINE_V4_SSQ_SCALE(S)                                            \
-L2F_V4 static double l2f_ssq_scale_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n, \
-                                          double f, float c32)                \
+/* A sum of squares of d (n >= L2F_SHORT) in the 32 lanes of the generic
+ * loop, and STEP(S) on each 32 elements once they are summed: nothing
+ * (l2f_ssq_v4), or d *= f (l2f_ssq_scale_v4, the fused pass; TAIL(S) is the
+ * same for one element x = d[i]). */
+#define L2F_DEFINE_V4_SUM(NAME, S, AHEAD, RW, STEP, TAIL)                     \
+L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
+                                   double f, float c32)                       \
 {                                                                             \
     L2F_ALIGN64 float buf[L2F_LANES];                                         \
     L2F_ALIGN64 double lane[L2F_LANES], acc[L2F_LANES];                       \
@@ -178,14 +152,15 @@ L2F_V4 static double l2f_ssq_scale_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n, \
     __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;              \
     L2F_V4_FACTOR_##S(c32);                                                   \
     int64_t i = 0;                                                            \
-    __asm__("" : "+r"(w));                                                    \
+    (void)cv;                                                                 \
+    __asm__("" : "+r"(w));  /* w[k] read through a register, not %rsp */     \
     for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
-        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);                 \
+        L2F_PREFETCH((const char *)(d + i) + (AHEAD), RW);                    \
         L2F_V4_WIDEN32_##S(w, d + i);                                         \
         L2F_OPAQUE_ARRAY(buf);                                                \
         L2F_V4_FMA8(a0, w, 0); L2F_V4_FMA8(a1, w, 1);                         \
         L2F_V4_FMA8(a2, w, 2); L2F_V4_FMA8(a3, w, 3);                         \
-        l2f_scale32_v4_##S(d + i, cv, f);                                     \
+        STEP(S);                                                              \
     }                                                                         \
     _mm512_store_pd(lane, a0); _mm512_store_pd(lane + 8, a1);                 \
     _mm512_store_pd(lane + 16, a2); _mm512_store_pd(lane + 24, a3);           \
@@ -194,19 +169,24 @@ L2F_V4 static double l2f_ssq_scale_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n, \
     for (; i < n; i++) {                                                      \
         double x = L2F_LOAD_##S(d, i);                                        \
         acc[i & (L2F_LANES - 1)] += x * x;                                    \
-        L2F_STORE_##S(d, i, x * f);                                           \
+        TAIL(S);                                                              \
     }                                                                         \
     return l2f_fold(acc, L2F_LANES);                                          \
 }
-L2F_DEFINE_V4_SSQ_SCALE(f16)
-L2F_DEFINE_V4_SSQ_SCALE(bf16)
+#define L2F_V4_NOTHING(S) ((void)0)
+#define L2F_V4_SCALE_STEP(S) l2f_scale32_v4_##S(d + i, cv, f)
+#define L2F_V4_SCALE_TAIL(S) L2F_STORE_##S(d, i, x * f)
+L2F_DEFINE_V4_SUM(l2f_ssq, f16, L2F_V4_AHEAD, 0, L2F_V4_NOTHING, L2F_V4_NOTHING)
+L2F_DEFINE_V4_SUM(l2f_ssq, bf16, L2F_V4_AHEAD, 0, L2F_V4_NOTHING, L2F_V4_NOTHING)
+L2F_DEFINE_V4_SUM(l2f_ssq_scale, f16, L2F_AHEAD_W, 1, L2F_V4_SCALE_STEP, L2F_V4_SCALE_TAIL)
+L2F_DEFINE_V4_SUM(l2f_ssq_scale, bf16, L2F_AHEAD_W, 1, L2F_V4_SCALE_STEP, L2F_V4_SCALE_TAIL)
 
 /* The run functions of the v4 table: as those of the v3 table. */
 #define L2F_DEFINE_V4_RUNS(S)                                                 \
 static double l2f_ssq_run_v4_##S(const l2f_piece *c, double f)                \
 {                                                                             \
     if (c->dst_stride == 1 && c->n >= L2F_SHORT)                              \
-        return l2f_ssq_v4_##S((const uint16_t *)c->dst, c->n);                \
+        return l2f_ssq_v4_##S((uint16_t *)c->dst, c->n, f, 1.0f);             \
     return l2f_ssq_run_##S(c, f);                                             \
 }                                                                             \
 static double l2f_scale_run_v4_##S(const l2f_piece *c, double f)              \
