@@ -81,6 +81,29 @@ def test_add_scaled_every_pattern(dtype, src_dtype, alpha):
     same_bits(got, want)
 
 
+@pytest.mark.parametrize("src_dtype", [np.float32, np.float64, np.float16], ids=str)
+@pytest.mark.parametrize("alpha", [1.0, 0.75, -3.0])
+def test_add_scaled_into_bf16_near_zero_and_nan(src_dtype, alpha):
+    """Results in float32's subnormal range (where rounding through float32
+    rounds twice) and NaNs with low payload bits, from wider sources."""
+    rng = np.random.default_rng(11)
+    n = 4099
+    lo = -30 if src_dtype is np.float16 else -152
+    s = (rng.uniform(1, 2, n) * np.exp2(rng.integers(lo, lo + 34, n))).astype(src_dtype)
+    s[::7] *= -1
+    if src_dtype is not np.float16:
+        itype = np.uint32 if src_dtype is np.float32 else np.uint64
+        top = 32 if src_dtype is np.float32 else 64
+        nans = [(0x7fc00001 << (top - 32)) | 1, (0x7f800001 << (top - 32)) | 3,
+                (0xffc0ffff << (top - 32)) | 0xff, (1 << (top - 1)) - 1]
+        s[:4] = np.array(nans, itype).view(src_dtype)
+    g = (rng.uniform(-1, 1, n) * 2.0**-127).astype(BF16)
+    want = reference.round_to(g.astype(np.float64) + alpha * s.astype(np.float64), BF16)
+    got = g.copy()
+    l2fast.add_scaled_([got], [s], alpha)
+    same_bits(got, want)
+
+
 @pytest.mark.parametrize("dtype", HALVES, ids=ID.get)
 @pytest.mark.parametrize("alpha", [1.0, -1.0, 0.5, -1 - 2**-9, 3.0, 1 - 2**-20, 0.1, -1 / 3, 1e-3, 1 + 2**-30])
 def test_add_scaled_ties_and_cancellation(dtype, alpha):
