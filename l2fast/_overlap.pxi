@@ -23,6 +23,25 @@ cdef int _cmp_extent(const void* x, const void* y) noexcept nogil:
     return 0
 
 
+cdef void _sort_extents(Extent* ext, Py_ssize_t n) noexcept nogil:
+    """Sort by _cmp_extent: in one pass when already in that order or in
+    the reverse one (arrays allocated one after another, as a model's), else
+    with qsort."""
+    cdef Py_ssize_t i, up = 0
+    cdef Extent tmp
+    for i in range(1, n):
+        up += _cmp_extent(&ext[i - 1], &ext[i]) <= 0
+    if up == n - 1 or n < 2:
+        return
+    if up == 0:
+        for i in range(n // 2):
+            tmp = ext[i]
+            ext[i] = ext[n - 1 - i]
+            ext[n - 1 - i] = tmp
+        return
+    qsort(ext, n, sizeof(Extent), _cmp_extent)
+
+
 cdef object _find_overlap(Table self, Extent* ext, Py_ssize_t n, Py_ssize_t self_overlap):
     """The message naming the first two arrays that share memory, or None.
 
@@ -39,7 +58,7 @@ cdef object _find_overlap(Table self, Extent* ext, Py_ssize_t n, Py_ssize_t self
         return (f"{_name(self, 0, self_overlap)} has elements that share memory (a "
                 "broadcast or stride-tricks view); an in-place call would update "
                 "them more than once (no array was changed)")
-    qsort(ext, n, sizeof(Extent), _cmp_extent)
+    _sort_extents(ext, n)
     for i in range(n):
         j = i + 1
         while j < n and ext[j].lo < ext[i].hi:  # every range that starts inside i's

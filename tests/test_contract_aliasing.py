@@ -335,3 +335,27 @@ def test_interleaved_stride_tricks_view_is_conservatively_rejected():
     with pytest.raises(ValueError, match="share memory"):
         l2fast.scale_(view, 2.0)
     assert base.tobytes() == before
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "mixed"])
+def test_overlap_found_whatever_the_order_of_addresses(order):
+    """Arrays in address order, in reverse order (a list sorted in one pass)
+    or shuffled (sorted in full): the one overlapping pair is found."""
+    buf = np.ones(1000)
+    pieces = [buf[k * 10:k * 10 + 10] for k in range(100)]
+    pieces[57] = buf[565:575]                      # overlaps pieces 56 and 57's place
+    named = list(enumerate(pieces))
+    if order == "descending":
+        named.reverse()
+    elif order == "mixed":
+        np.random.default_rng(0).shuffle(named)
+    arrays = [a for _, a in named]
+    at = [k for k, _ in named]
+    with pytest.raises(ValueError, match=r"overlap in memory") as err:
+        l2fast.scale_(arrays, 2.0)
+    i, j = sorted((at.index(56), at.index(57)))
+    assert f"arrays[{i}]" in str(err.value) and f"arrays[{j}]" in str(err.value)
+    assert (buf == 1.0).all()
+    ok = [a for k, a in named if k != 57]
+    l2fast.scale_(ok, 2.0)                          # no overlap: every order accepted
+    assert (buf[:560] == 2.0).all() and (buf[580:] == 2.0).all()
