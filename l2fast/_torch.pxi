@@ -54,14 +54,18 @@ def grads_of(list params):
     a plain tensor's through its field), and the positions of those
     parameters, or None when every parameter has a grad."""
     cdef Py_ssize_t i, n = len(params)
-    cdef list grads = [], positions = []
+    cdef list grads = [], positions = None
     for i in range(n):
         p = params[i]
         g = field(p, GRAD) if plain_tensor(p) else p.grad
-        if g is not None:
+        if g is None:
+            if positions is None:  # the first parameter without a grad
+                positions = list(range(i))
+        else:
             grads.append(g)
-            positions.append(i)
-    return grads, None if len(grads) == n else tuple(positions)
+            if positions is not None:
+                positions.append(i)
+    return grads, None if positions is None else tuple(positions)
 
 
 cdef inline bint plain_tensor(object obj) except -1:
