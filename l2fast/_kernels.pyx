@@ -80,9 +80,12 @@ def in_fork_child():
 
 
 # Below this many elements a call runs on the calling thread: waking the
-# team costs more than the work.
+# team costs more than the work.  A team is never larger than the number of
+# items (about 256 KiB each), so a 16-bit call of exactly 2 * CHUNK elements,
+# one item, runs on one thread too.
 PARALLEL_MIN_SIZE = 2 * CHUNK
 cdef int64_t _parallel_min = PARALLEL_MIN_SIZE
+l2f_level16()   # fixes which 16-bit loops run, once, before any team starts
 
 
 ctypedef struct Job:

@@ -135,11 +135,7 @@ static double l2f_sum_slots(const double *x, int64_t n)
  * block (vectorised across lanes), then the tail on lanes 0, 1, ...  Loops
  * ask for the cache lines L2F_AHEAD bytes ahead (L2F_AHEAD_W for lines they
  * write): the hardware prefetcher alone leaves the widening loops ~40% under
- * the roof.  2 KiB for both, measured with bench/probes/parity.py (GPT-2
- * float32, l2fast speed / NumPy speed, paired runs) on an AVX-512 Xeon
- * against the 1 KiB / 4 KiB an AMD EPYC liked best: 1T sum_squares 0.90
- * against 0.86, scale_ 0.78 against 0.72, the fused pass 0.78 against
- * 0.70, 2T likewise; GPT-2 clipping 1.36x torch against 1.22x. */
+ * the roof.  Distances measured: docs/bench.md, "Prefetch distances". */
 #ifndef L2F_AHEAD
 #define L2F_AHEAD 2048
 #endif

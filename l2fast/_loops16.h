@@ -39,17 +39,20 @@
 /* Which 16-bit loops this CPU runs: 4 (x86-64-v4: _loops16_v4.h, then
  * these), 3 (x86-64-v3: these) or 0 (the generic loops).  The environment
  * variable L2FAST_LOOPS16_LEVEL=0 or 3 caps it (the tests run every level
- * the CPU has).  Cached; the race of two first calls writes the same value. */
+ * the CPU has); another value is ignored.  _kernels.pyx calls it once at
+ * import, under the GIL, so that the cached value is set before any team. */
 static int l2f_level16_cpu = -1;
 static inline int l2f_level16(void)
 {
     int v = __atomic_load_n(&l2f_level16_cpu, __ATOMIC_RELAXED);
     if (v < 0) {
         const char *cap = getenv("L2FAST_LOOPS16_LEVEL");
+        char *end = NULL;
+        long c = cap ? strtol(cap, &end, 10) : -1;
         __builtin_cpu_init();
         v = __builtin_cpu_supports("x86-64-v4") ? 4 : __builtin_cpu_supports("x86-64-v3") ? 3 : 0;
-        if (cap && *cap && atoi(cap) < v)
-            v = atoi(cap) >= 3 ? 3 : 0;
+        if (cap && end != cap && *end == '\0' && (c == 0 || c == 3) && c < v)
+            v = (int)c;
         __atomic_store_n(&l2f_level16_cpu, v, __ATOMIC_RELAXED);
     }
     return v;

@@ -3,10 +3,9 @@
 /* ------------------------------------------------------------------------
  * x86-64-v4 loops for 16-bit arrays: AVX-512 (F, BW, DQ, VL) intrinsics.
  *
- * The AVX-512 clone of the generic loops runs float16 at a sixth and
- * bfloat16 at under half of float32's GB/s (it widens float16 without the
- * hardware conversion and rounds element by element); the x86-64-v3 loops
- * of _loops16.h run every 16-bit operation faster on the same CPU.  These
+ * The AVX-512 clone of the generic loops is slow on 16-bit data (no
+ * hardware float16 conversion, bfloat16 rounded element by element; figures
+ * in docs/bench.md); the x86-64-v3 loops of _loops16.h are faster.  These
  * loops are the sum and the scale of _loops16.h on 512-bit registers, with
  * the same arithmetic, so the same bits:
  *
@@ -24,8 +23,7 @@
  * Checked by tests/test_half.py.
  * ------------------------------------------------------------------------ */
 #define L2F_V4 __attribute__((target("arch=x86-64-v4")))
-/* How far ahead these loops prefetch: at two threads 4 KiB read 89 % of
- * float32's GB/s where 1 KiB (L2F_V3_AHEAD) read 78 % and 16 KiB 81 %. */
+/* How far ahead these loops prefetch (docs/bench.md, "Prefetch distances"). */
 #ifndef L2F_V4_AHEAD
 #define L2F_V4_AHEAD 4096
 #endif

@@ -1,10 +1,10 @@
 # The work table: a ragged list of arrays cut into pieces of at most CHUNK
-# elements, grouped into items of about CHUNK elements each (the idea of
-# Apex's multi_tensor_apply). Kernels run one parallel loop over items.
+# elements, grouped into items of about 256 KiB of written bytes each (the
+# idea of Apex's multi_tensor_apply). Kernels run one parallel loop over items.
 from libc.stdint cimport int64_t, int32_t, uint8_t
 
 cdef extern from "_work.h" nogil:
-    enum: CHUNK "L2F_CHUNK"    # elements in a full piece / item
+    enum: CHUNK "L2F_CHUNK"    # elements in a full piece
     ctypedef struct Piece "l2f_piece":
         char* dst              # first element of the written (or read) operand
         const char* src        # first element of the second operand, or NULL

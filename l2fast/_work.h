@@ -29,7 +29,7 @@ enum l2f_dtype { L2F_DTYPES(L2F_ENUM_ROW) L2F_NDTYPES };
  * A piece of the work table: a run of n elements of one array (and of its
  * partner, for add), strides in elements.
  * ------------------------------------------------------------------------ */
-#define L2F_CHUNK 65536   /* elements in a full piece, and in an item */
+#define L2F_CHUNK 65536   /* elements in a full piece (items: _table.pyx) */
 
 typedef struct {
     char *dst;            /* first element of the written (or read) operand */

@@ -130,15 +130,16 @@ def test_the_core_function_returns_the_float64_norm_and_clips_the_same():
                                                       rel=1e-6)
 
 
-def test_parameters_without_grad_are_skipped_and_errors_name_their_position():
+@pytest.mark.parametrize("missing", [0, 2])
+def test_parameters_without_grad_are_skipped_and_errors_name_their_position(missing):
     model = trained("cnn")
     params = list(model.parameters())
-    params[0].grad = None
+    params[missing].grad = None
     ref = [p.grad.clone() if p.grad is not None else None for p in params]
     norm = lt.clip_grad_norm_(params, 1e-3)
     exact = exact_norm([g for g in ref if g is not None])
     assert norm.item() == pytest.approx(exact, rel=1e-6)
-    assert params[0].grad is None
+    assert params[missing].grad is None
     params[3].grad = torch._neg_view(params[3].grad)   # a lazy negation: not plain memory
     with pytest.raises(TypeError, match=r"grads\[3\]: cannot view .* without a copy"):
         lt.clip_grad_norm_(params, 1e-3)
