@@ -80,7 +80,13 @@
 #define L2F_PREFETCH(addr, rw) ((void)0)
 #else
 #define L2F_RESTRICT __restrict__
-#define L2F_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 3)
+/* Lines to read are fetched into L2 (prefetcht1), lines to write into L1
+ * (prefetcht0; these targets have no prefetchw): on 4 KiB pages, fetching
+ * reads into L1 left sums ~18 % behind np.dot on the same buffer, and
+ * fetching writes into L2 slowed scale_ (docs/bench.md, "Prefetch
+ * distances"). */
+#define L2F_PREFETCH(addr, rw) \
+    ((rw) ? __builtin_prefetch((addr), 1, 3) : __builtin_prefetch((addr), 0, 2))
 #endif
 
 /* ------------------------------------------------------------------------
@@ -137,7 +143,7 @@ static double l2f_sum_slots(const double *x, int64_t n)
  * write): the hardware prefetcher alone leaves the widening loops ~40% under
  * the roof.  Distances measured: docs/bench.md, "Prefetch distances". */
 #ifndef L2F_AHEAD
-#define L2F_AHEAD 2048
+#define L2F_AHEAD 4096
 #endif
 #ifndef L2F_AHEAD_W
 #define L2F_AHEAD_W 2048
