@@ -71,17 +71,17 @@ def busy_process(script=BUSY_SCRIPT, settle_s=1.0):
 
 
 def _calls(wl):
-    """{function: fn(threads)} on one workload; in-place calls alternate their
-    factor (or sign) so that the values stay bounded."""
-    arrays, grads = wl.params, wl.grads
-    pl = l2fast.ParamList(arrays)
+    """{function: fn(threads)} on one workload, each on ParamLists (validated
+    once, so that the ratio is the kernels' own); in-place calls alternate
+    their factor (or sign) so that the values stay bounded."""
+    pl, gl = l2fast.ParamList(wl.params), l2fast.ParamList(wl.grads)
     factor, factor2, sign = (alternating(FACTOR, 1 / FACTOR), alternating(FACTOR, 1 / FACTOR),
                              alternating(1.0, -1.0))
     return {
         "sum_squares": lambda t: pl.sum_squares(num_threads=t),
         "scale_": lambda t: pl.scale_(factor(), num_threads=t),
         "sum_squares_scale_": lambda t: pl.sum_squares_scale_(factor2(), num_threads=t),
-        "add_scaled_": lambda t: l2fast.add_scaled_(grads, arrays, sign(), num_threads=t),
+        "add_scaled_": lambda t: gl.add_scaled_(pl, sign(), num_threads=t),
     }
 
 
