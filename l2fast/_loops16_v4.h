@@ -28,24 +28,21 @@
 #define L2F_V4_AHEAD 4096
 #endif
 
-/* 32 elements at p widened to float32 (exact) into the buffer w, which the
- * squares then read back: vcvtps2pd from memory needs no shuffle.  float16
- * goes in element order; bfloat16 is unpacked with zeros within each
- * 128-bit lane: w holds elements 0-3, 8-11, 16-19, 24-27, then 4-7, 12-15,
- * 20-23, 28-31 (L2F_V4_ELEMENT_bf16 maps a place in w to its element). */
-#define L2F_V4_WIDEN32_bf16(w, p)                                             \
+/* 32 elements at p widened to float32 (exact), in element order, into the
+ * buffer w, which the squares then read back: vcvtps2pd from memory needs
+ * no shuffle.  Two 32-byte loads (bfloat16: zero-extended and shifted into
+ * the high half): a 64-byte load crosses a cache line on every step of an
+ * array that is not 64-byte aligned, as NumPy's large arrays are not, and
+ * cost the bfloat16 sum ~9 % (docs/bench.md, "16-bit"). */
+#define L2F_V4_WIDEN16_bf16(p)                                                \
+    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16)
+#define L2F_V4_WIDEN16_f16(p)                                                 \
+    _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p))))
+#define L2F_V4_WIDEN32(S, w, p)                                               \
     do {                                                                      \
-        __m512i x_ = _mm512_loadu_si512((const void *)(p));                   \
-        _mm512_store_si512((void *)(w), _mm512_unpacklo_epi16(_mm512_setzero_si512(), x_)); \
-        _mm512_store_si512((void *)((w) + 16), _mm512_unpackhi_epi16(_mm512_setzero_si512(), x_)); \
+        _mm512_store_si512((void *)(w), L2F_V4_WIDEN16_##S(p));               \
+        _mm512_store_si512((void *)((w) + 16), L2F_V4_WIDEN16_##S((p) + 16)); \
     } while (0)
-#define L2F_V4_WIDEN32_f16(w, p)                                              \
-    do {                                                                      \
-        _mm512_store_ps((w), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))); \
-        _mm512_store_ps((w) + 16, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p) + 1))); \
-    } while (0)
-#define L2F_V4_ELEMENT_bf16(q) (8 * (((q) & 15) >> 2) + 4 * ((q) >> 4) + ((q) & 3))
-#define L2F_V4_ELEMENT_f16(q) (q)
 /* The squares of the 8 float32 at w + 8k added to the float64 lanes of a. */
 #define L2F_V4_FMA8(a, w, k)                                                  \
     do {                                                                      \
@@ -145,7 +142,7 @@ L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
                                    double f, float c32)                       \
 {                                                                             \
     L2F_ALIGN64 float buf[L2F_LANES];                                         \
-    L2F_ALIGN64 double lane[L2F_LANES], acc[L2F_LANES];                       \
+    L2F_ALIGN64 double acc[L2F_LANES];                                        \
     float *w = buf;                                                           \
     __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;              \
     L2F_V4_FACTOR_##S(c32);                                                   \
@@ -154,16 +151,14 @@ L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
     __asm__("" : "+r"(w));  /* w[k] read through a register, not %rsp */     \
     for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
         L2F_PREFETCH((const char *)(d + i) + (AHEAD), RW);                    \
-        L2F_V4_WIDEN32_##S(w, d + i);                                         \
+        L2F_V4_WIDEN32(S, w, d + i);                                          \
         L2F_OPAQUE_ARRAY(buf);                                                \
         L2F_V4_FMA8(a0, w, 0); L2F_V4_FMA8(a1, w, 1);                         \
         L2F_V4_FMA8(a2, w, 2); L2F_V4_FMA8(a3, w, 3);                         \
         STEP(S);                                                              \
     }                                                                         \
-    _mm512_store_pd(lane, a0); _mm512_store_pd(lane + 8, a1);                 \
-    _mm512_store_pd(lane + 16, a2); _mm512_store_pd(lane + 24, a3);           \
-    for (int q = 0; q < L2F_LANES; q++)                                       \
-        acc[L2F_V4_ELEMENT_##S(q)] = lane[q];                                 \
+    _mm512_store_pd(acc, a0); _mm512_store_pd(acc + 8, a1);                   \
+    _mm512_store_pd(acc + 16, a2); _mm512_store_pd(acc + 24, a3);             \
     for (; i < n; i++) {                                                      \
         double x = L2F_LOAD_##S(d, i);                                        \
         acc[i & (L2F_LANES - 1)] += x * x;                                    \
