@@ -315,3 +315,23 @@ def test_under_load(tmp_path):
     assert "busy process: l2fast.sum_squares" in proc.stdout
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert not any("l2fast.sum_squares(a)" in line for line in ps.splitlines())
+
+
+def test_settle_pauses_follow_samples_untimed():
+    """time_interleaved's settle: the pause follows each sample of its run,
+    before the next run starts, and is not in any median."""
+    from l2fast.bench.timing import time_interleaved
+    import time
+
+    log = []
+    runs = [lambda: log.append(("a", time.perf_counter())),
+            lambda: log.append(("b", time.perf_counter()))]
+    medians, samples, calls = time_interleaved(runs, 3, min_sample=0, settle=[0.03, 0.0])
+    assert calls == [1, 1] and [len(s) for s in samples] == [3, 3]
+    assert max(medians) < 0.03
+    timed = log[4:]  # after the warm-up and estimate calls
+    assert [name for name, _ in timed] == ["a", "b"] * 3
+    gaps_after_a = [timed[i + 1][1] - timed[i][1] for i in range(0, 6, 2)]
+    gaps_after_b = [timed[i + 1][1] - timed[i][1] for i in range(1, 5, 2)]
+    assert min(gaps_after_a) >= 0.03
+    assert max(gaps_after_b) < 0.03

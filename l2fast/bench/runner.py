@@ -22,6 +22,12 @@ from .workloads import (PATTERN, Workload, bytes_moved, footprint_bytes, roof_gb
                         small_shapes, small_tensor_shapes)
 
 
+#: Untimed pause after each sample of a torch row: torch's OpenMP threads spin
+#: for milliseconds after an op (l2fast right after torch's _foreach_norm on
+#: GPT-2 in float16: 11.7 ms, after a 5 ms pause 10.1 ms).
+TORCH_SETTLE_S = 0.01
+
+
 def _result(case, wl, median, samples, calls, error, numpy_times, roof, llc):
     """The --json entry of one case of a run (`numpy_times`: the baseline
     rows' times, NumPy's, or torch's where a function has no NumPy row)."""
@@ -62,7 +68,8 @@ def _time_group(wl, group, threads, repeat, roof, llc):
         errors.append(reference.relative_error(fn(), wl.exact) if case.returns_sum else None)
         runs.append(fn)
     wl.restore()
-    medians, samples, calls = time_interleaved(runs, repeat)
+    settle = [TORCH_SETTLE_S if case.family == "torch" else 0.0 for case in group]
+    medians, samples, calls = time_interleaved(runs, repeat, settle=settle)
     base = "numpy" if any(c.family == "numpy" for c in group) else "torch"
     numpy_times = {c.label: m for c, m in zip(group, medians) if c.family == base}
     return [_result(case, wl, m, smp, k, err, numpy_times, roof, llc)

@@ -8,13 +8,15 @@ import time
 MIN_SAMPLE_S = 2e-3
 
 
-def time_interleaved(runs, repeat, min_sample=MIN_SAMPLE_S):
+def time_interleaved(runs, repeat, min_sample=MIN_SAMPLE_S, settle=None):
     """Median seconds per call of each callable, timed in interleaved rounds.
 
     Each callable is called once to warm up and once to estimate its cost;
     then `repeat` rounds time every callable in turn, so slow drifts of the
     machine hit all of them alike.  A call shorter than `min_sample` is
-    repeated within a sample.
+    repeated within a sample.  ``settle[i]`` seconds (untimed) follow each
+    sample of callable i: torch's OpenMP threads spin for milliseconds after
+    an op, and would slow whichever call came next.
 
     Returns
     -------
@@ -33,12 +35,15 @@ def time_interleaved(runs, repeat, min_sample=MIN_SAMPLE_S):
         t = time.perf_counter() - t0
         calls.append(1 if t >= min_sample else min(100_000, math.ceil(min_sample / max(t, 1e-8))))
     samples = [[] for _ in runs]
+    settle = settle or [0.0] * len(runs)
     for _ in range(repeat):
-        for fn, k, out in zip(runs, calls, samples):
+        for fn, k, out, pause in zip(runs, calls, samples, settle):
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
             out.append((time.perf_counter() - t0) / k)
+            if pause:
+                time.sleep(pause)
     return [statistics.median(s) for s in samples], samples, calls
 
 
