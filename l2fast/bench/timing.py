@@ -15,8 +15,11 @@ def time_interleaved(runs, repeat, min_sample=MIN_SAMPLE_S, settle=None):
     then `repeat` rounds time every callable in turn, so slow drifts of the
     machine hit all of them alike.  A call shorter than `min_sample` is
     repeated within a sample.  ``settle[i]`` seconds (untimed) follow each
-    sample of callable i: torch's OpenMP threads spin for milliseconds after
-    an op, and would slow whichever call came next.
+    sample of callable i when its calls are long (one a sample), then one
+    untimed call of the next callable: torch's OpenMP threads spin for
+    milliseconds after an op and would slow whichever call came next.  Short
+    calls go without: a pause costs the next sample its warm caches and
+    threads, more than the spin of a short op costs it.
 
     Returns
     -------
@@ -37,13 +40,14 @@ def time_interleaved(runs, repeat, min_sample=MIN_SAMPLE_S, settle=None):
     samples = [[] for _ in runs]
     settle = settle or [0.0] * len(runs)
     for _ in range(repeat):
-        for fn, k, out, pause in zip(runs, calls, samples, settle):
+        for i, (fn, k, out) in enumerate(zip(runs, calls, samples)):
+            if settle[i - 1] and calls[i - 1] == 1:  # then one untimed call wakes the threads
+                time.sleep(settle[i - 1])
+                fn()
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
             out.append((time.perf_counter() - t0) / k)
-            if pause:
-                time.sleep(pause)
     return [statistics.median(s) for s in samples], samples, calls
 
 
