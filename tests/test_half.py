@@ -197,6 +197,29 @@ def test_model_sums_equal_the_float32_upcast(model, dtype):
     assert np.array_equal(per, l2fast.sum_squares(up, per_array=True))
 
 
+@pytest.mark.parametrize("dtype", HALVES, ids=ID.get)
+def test_sums_round_in_the_float32_loops_lane_order(dtype):
+    """16-bit sums put every element in the float64 lane of the float32 loop,
+    at every start offset and length.  A few large values among small ones
+    make the lanes that hold them drop the small ones' low bits, so that an
+    element summed into another lane changes the result (checked by moving
+    the vector loop's lanes against its tail's: the test fails)."""
+    rng = np.random.default_rng(11)
+    big, lo, hi = (20, -5, 5) if dtype == BF16 else (12, -14, 0)
+    x = (1 + rng.random(6000)) * np.exp2(rng.integers(lo, hi, 6000))
+    x[rng.integers(0, 6000, 200)] *= 2.0**big
+    w = x.astype(np.float32).astype(dtype)
+    rounded = 0
+    for k in range(40):
+        a = w[k:k + 4000 + k]
+        up = a.astype(np.float32)
+        s = l2fast.sum_squares(a, num_threads=1)
+        assert s == l2fast.sum_squares(up, num_threads=1), k
+        assert l2fast.sum_squares_scale_(a.copy(), 0.75, num_threads=1) == s, k
+        rounded += s != reference.exact_sum_squares([up])
+    assert rounded >= 30  # the lanes round: where an element goes shows
+
+
 def assert_same_bytes(x, y):
     """Every byte of x equals y's (these lists hold no NaN)."""
     bad = np.flatnonzero(x.view(np.uint8) != y.view(np.uint8))
