@@ -82,7 +82,7 @@
 #define L2F_RESTRICT __restrict__
 /* Lines to read are fetched into L2 (prefetcht1), lines to write into L1
  * (prefetcht0; these targets have no prefetchw): on 4 KiB pages, fetching
- * reads into L1 left sums ~18 % behind np.dot on the same buffer, and
+ * reads into L1 left sums 12-19 % behind np.dot on the same buffer, and
  * fetching writes into L2 slowed scale_ (docs/bench.md, "Prefetch
  * distances"). */
 #define L2F_PREFETCH(addr, rw) \

@@ -316,7 +316,7 @@ L2F_V3 static void l2f_add_v3_##D##_##S(uint16_t *L2F_RESTRICT d,             \
         __m256d g0, g1, s0, s1;                                               \
         if ((i & 31) == 0) {                                                  \
             L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);             \
-            L2F_PREFETCH((const char *)(s + i) + L2F_AHEAD_W, 0);             \
+            L2F_PREFETCH((const char *)(s + i) + L2F_AHEAD, 0);                \
         }                                                                     \
         L2F_V3_LOAD8_##D(d + i, g0, g1);                                      \
         L2F_V3_LOAD8_##S(s + i, s0, s1);                                      \
@@ -359,7 +359,7 @@ L2F_V3 static void l2f_add_v3_bf16_same(uint16_t *L2F_RESTRICT d, const uint16_t
     for (; i + 16 <= n; i += 16) {
         if ((i & 31) == 0) {
             L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
-            L2F_PREFETCH((const char *)(s + i) + L2F_AHEAD_W, 0);
+            L2F_PREFETCH((const char *)(s + i) + L2F_AHEAD, 0);
         }
         __m256i x = _mm256_loadu_si256((const __m256i *)(d + i));
         __m256i y = _mm256_loadu_si256((const __m256i *)(s + i));

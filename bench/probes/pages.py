@@ -41,6 +41,7 @@ def buffer(advice):
 
 
 def halves(fn, a):
+    """fn on the two halves of `a`, from two Python threads."""
     parts = [a[:n // 2], a[n // 2:]]
     return lambda: list(pool.map(fn, parts))
 
@@ -58,6 +59,7 @@ def paired(runs):
 
 
 def report(label, a, b):
+    """One line: l2fast's time a, NumPy's time b, and b / a."""
     print(f"{label:34s} l2fast {a * 1e3:6.1f} ms  NumPy {b * 1e3:6.1f} ms  "
           f"NumPy/l2fast {b / a:4.2f}", flush=True)
 
@@ -76,7 +78,7 @@ with threadpool_limits(1, "blas"):
             m = paired(runs)
             report(f"{name}, {t}T, sum_squares / np.dot", m[0], m[1])
             report(f"{name}, {t}T, scale_ / np.multiply", m[2], m[3])
-        del a
+        del a, runs  # the closures hold views of the buffer
     try:
         import torch
     except ImportError:

@@ -12,7 +12,7 @@ them), and on views of NumPy's flat buffer (the same memory as NumPy's
 call).  The model's arrays are separate allocations, many of them on 4 KiB
 pages (NumPy asks for huge pages only for its allocations of 4 MiB or more,
 and only for their 2 MiB-aligned interior): streaming over 4 KiB pages
-costs every library 10-40 % on this VM, so the first ratio mixes the
+costs every library 10-40 % on a 2-vCPU AVX-512 Xeon, so the first ratio mixes the
 memory into the comparison and the second does not.
 """
 import sys
@@ -62,7 +62,7 @@ with threadpool_limits(limits=1, user_api="blas"):
     for t in (1, 2):
         if torch is not None:
             torch.set_num_threads(t)
-        pairs = {
+        rows = {
             "sum_squares": (lambda p=pl: p.sum_squares(num_threads=t),
                             split(t, lambda x: np.dot(x, x), flat),
                             lambda p=pv: p.sum_squares(num_threads=t)),
@@ -76,13 +76,13 @@ with threadpool_limits(limits=1, user_api="blas"):
                             split(t, lambda x, y: np.add(x, y, out=x), flat, flat2),
                             lambda g=gv, p=pv: l2fast.add_scaled_(g, p, 0.0, num_threads=t)),
         }
-        runs = [f for pair in pairs.values() for f in pair]
+        runs = [f for row in rows.values() for f in row]
         med, _, _ = time_interleaved(runs, repeat)
         if torch is not None:  # apart: torch's OpenMP threads spin on after a call,
             # and would slow whichever call came next
-            tm, _, _ = time_interleaved([pairs["scale_"][0],
+            tm, _, _ = time_interleaved([rows["scale_"][0],
                                          lambda: torch._foreach_mul_(tw, 1.0)], repeat)
-        for i, name in enumerate(pairs):
+        for i, name in enumerate(rows):
             a, b, v = med[3 * i], med[3 * i + 1], med[3 * i + 2]
             print(f"{model} {t}T {name:20s} l2fast {a*1e3:7.2f} ms  NumPy {b*1e3:7.2f} ms  "
                   f"l2fast/NumPy speed {b/a:5.3f}   on NumPy's buffer {v*1e3:7.2f} ms  "

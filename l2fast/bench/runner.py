@@ -22,9 +22,11 @@ from .workloads import (PATTERN, Workload, bytes_moved, footprint_bytes, roof_gb
                         small_shapes, small_tensor_shapes)
 
 
-#: Untimed pause after each sample of a torch row: torch's OpenMP threads spin
-#: for milliseconds after an op (l2fast right after torch's _foreach_norm on
-#: GPT-2 in float16: 11.7 ms, after a 5 ms pause 10.1 ms).
+#: Untimed pause after each sample of a torch row whose calls are long (one a
+#: sample), followed by one untimed call of the next row (timing.py): torch's
+#: OpenMP threads spin for milliseconds after an op (l2fast right after
+#: torch's _foreach_norm on GPT-2 in float16: 11.7 ms; 10.1 ms after a 5 ms
+#: pause, as after 20 ms).
 TORCH_SETTLE_S = 0.01
 
 
