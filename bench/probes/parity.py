@@ -78,10 +78,11 @@ with threadpool_limits(limits=1, user_api="blas"):
         }
         runs = [f for row in rows.values() for f in row]
         med, _, _ = time_interleaved(runs, repeat)
-        if torch is not None:  # apart: torch's OpenMP threads spin on after a call,
-            # and would slow whichever call came next
+        if torch is not None:  # apart, with a pause after torch's calls: its OpenMP
+            # threads spin on after a call, and would slow whichever call came next
             tm, _, _ = time_interleaved([rows["scale_"][0],
-                                         lambda: torch._foreach_mul_(tw, 1.0)], repeat)
+                                         lambda: torch._foreach_mul_(tw, 1.0)], repeat,
+                                        settle=[0.0, 0.01])
         for i, name in enumerate(rows):
             a, b, v = med[3 * i], med[3 * i + 1], med[3 * i + 2]
             print(f"{model} {t}T {name:20s} l2fast {a*1e3:7.2f} ms  NumPy {b*1e3:7.2f} ms  "
