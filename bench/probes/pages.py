@@ -14,7 +14,6 @@ the same tensors' memory.  Prints NumPy's time / l2fast's time.
 import ctypes
 import mmap
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 import l2fast
 from l2fast import models
+from l2fast.bench.timing import time_interleaved
 
 repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 7
 n = sum(int(np.prod(s)) for _, s in models.shapes("gpt2"))
@@ -47,15 +47,8 @@ def halves(fn, a):
 
 
 def paired(runs):
-    """Median seconds of each callable, alternating them `repeat` times."""
-    times = [[] for _ in runs]
-    for r in range(repeat + 1):
-        for k, fn in enumerate(runs):
-            t = time.perf_counter()
-            fn()
-            if r:
-                times[k].append(time.perf_counter() - t)
-    return [float(np.median(ts)) for ts in times]
+    """Median seconds of each callable, timed in alternating rounds."""
+    return time_interleaved(runs, repeat, min_sample=0)[0]
 
 
 def report(label, a, b):
