@@ -28,21 +28,33 @@
 #define L2F_V4_AHEAD 4096
 #endif
 
-/* 32 elements at p widened to float32 (exact), in element order, into the
- * buffer w, which the squares then read back: vcvtps2pd from memory needs
- * no shuffle.  Two 32-byte loads (bfloat16: zero-extended and shifted into
- * the high half): a 64-byte load crosses a cache line on every step of an
- * array that is not 64-byte aligned, as NumPy's large arrays are not, and
- * cost the bfloat16 sum ~9 % (docs/bench.md, "16-bit"). */
-#define L2F_V4_WIDEN16_bf16(p)                                                \
-    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16)
+/* 32 elements at p (64-byte aligned unless the array is not even 2-byte
+ * aligned) widened to float32 (exact) into the buffer w, which the squares
+ * then read back: vcvtps2pd from memory needs no shuffle.  bfloat16: one
+ * load, the even elements shifted into the high halves of the 32-bit lanes
+ * (w[0..15]), the odd ones masked (w[16..31]); float16: the hardware
+ * conversion of each 16 elements, in order.  L2F_V4_ELEM_S[k] is the
+ * element of the step whose square the float64 slot k (of a0..a3) takes. */
+#define L2F_V4_WIDEN32_bf16(w, p)                                             \
+    do {                                                                      \
+        const __m512i x_ = _mm512_loadu_si512((const void *)(p));             \
+        _mm512_store_si512((void *)(w), _mm512_slli_epi32(x_, 16));           \
+        _mm512_store_si512((void *)((w) + 16),                                \
+                           _mm512_and_si512(x_, _mm512_set1_epi32((int32_t)0xffff0000u))); \
+    } while (0)
 #define L2F_V4_WIDEN16_f16(p)                                                 \
     _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p))))
-#define L2F_V4_WIDEN32(S, w, p)                                               \
+#define L2F_V4_WIDEN32_f16(w, p)                                              \
     do {                                                                      \
-        _mm512_store_si512((void *)(w), L2F_V4_WIDEN16_##S(p));               \
-        _mm512_store_si512((void *)((w) + 16), L2F_V4_WIDEN16_##S((p) + 16)); \
+        _mm512_store_si512((void *)(w), L2F_V4_WIDEN16_f16(p));               \
+        _mm512_store_si512((void *)((w) + 16), L2F_V4_WIDEN16_f16((p) + 16)); \
     } while (0)
+static const uint8_t L2F_V4_ELEM_bf16[32] = {
+    0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
+    1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+static const uint8_t L2F_V4_ELEM_f16[32] = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
 /* The squares of the 8 float32 at w + 8k added to the float64 lanes of a. */
 #define L2F_V4_FMA8(a, w, k)                                                  \
     do {                                                                      \
@@ -134,31 +146,49 @@ L2F_DEFINE_V4_SCALE(f16)
 L2F_DEFINE_V4_SCALE(bf16)
 
 /* A sum of squares of d (n >= L2F_SHORT) in the 32 lanes of the generic
- * loop, and STEP(S) on each 32 elements once they are summed: nothing
- * (l2f_ssq_v4), or d *= f (l2f_ssq_scale_v4, the fused pass; TAIL(S) is the
- * same for one element x = d[i]). */
+ * loop (element i into lane i % 32, in order), and STEP(S) on each 32
+ * elements once they are summed: nothing (l2f_ssq_v4), or d *= f
+ * (l2f_ssq_scale_v4, the fused pass; TAIL(S) is the same for one element
+ * x = d[i]).  The elements before the first 64-byte boundary are summed one
+ * at a time; the lanes then go into the registers' slots (L2F_V4_ELEM_S,
+ * turned by that offset) and come back out after the 32-element steps. */
 #define L2F_DEFINE_V4_SUM(NAME, S, AHEAD, RW, STEP, TAIL)                     \
 L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
                                    double f, float c32)                       \
 {                                                                             \
     L2F_ALIGN64 float buf[L2F_LANES];                                         \
-    L2F_ALIGN64 double acc[L2F_LANES];                                        \
+    L2F_ALIGN64 double acc[L2F_LANES] = {0}, slot[L2F_LANES];                 \
+    const uintptr_t at = (uintptr_t)d;                                        \
+    const int64_t peel = (at & 1) ? 0 : (int64_t)((-at & 63) >> 1);           \
     float *w = buf;                                                           \
-    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;              \
     L2F_V4_FACTOR_##S(c32);                                                   \
     int64_t i = 0;                                                            \
     (void)cv;                                                                 \
     __asm__("" : "+r"(w));  /* w[k] read through a register, not %rsp */     \
-    for (; i + L2F_LANES <= n; i += L2F_LANES) {                              \
-        L2F_PREFETCH((const char *)(d + i) + (AHEAD), RW);                    \
-        L2F_V4_WIDEN32(S, w, d + i);                                          \
-        L2F_OPAQUE_ARRAY(buf);                                                \
-        L2F_V4_FMA8(a0, w, 0); L2F_V4_FMA8(a1, w, 1);                         \
-        L2F_V4_FMA8(a2, w, 2); L2F_V4_FMA8(a3, w, 3);                         \
-        STEP(S);                                                              \
+    for (; i < peel && i < n; i++) {                                          \
+        double x = L2F_LOAD_##S(d, i);                                        \
+        acc[i] += x * x;                                                      \
+        TAIL(S);                                                              \
     }                                                                         \
-    _mm512_store_pd(acc, a0); _mm512_store_pd(acc + 8, a1);                   \
-    _mm512_store_pd(acc + 16, a2); _mm512_store_pd(acc + 24, a3);             \
+    if (i + L2F_LANES <= n) {                                                 \
+        const int64_t last = n - L2F_LANES;                                   \
+        for (int k = 0; k < L2F_LANES; k++)                                   \
+            slot[k] = acc[(i + L2F_V4_ELEM_##S[k]) & (L2F_LANES - 1)];         \
+        __m512d a0 = _mm512_load_pd(slot), a1 = _mm512_load_pd(slot + 8);     \
+        __m512d a2 = _mm512_load_pd(slot + 16), a3 = _mm512_load_pd(slot + 24); \
+        for (; i <= last; i += L2F_LANES) {                                   \
+            L2F_PREFETCH((const char *)(d + i) + (AHEAD), RW);                \
+            L2F_V4_WIDEN32_##S(w, d + i);                                     \
+            L2F_OPAQUE_ARRAY(buf);                                            \
+            L2F_V4_FMA8(a0, w, 0); L2F_V4_FMA8(a1, w, 1);                     \
+            L2F_V4_FMA8(a2, w, 2); L2F_V4_FMA8(a3, w, 3);                     \
+            STEP(S);                                                          \
+        }                                                                     \
+        _mm512_store_pd(slot, a0); _mm512_store_pd(slot + 8, a1);             \
+        _mm512_store_pd(slot + 16, a2); _mm512_store_pd(slot + 24, a3);       \
+        for (int k = 0; k < L2F_LANES; k++)                                   \
+            acc[(i + L2F_V4_ELEM_##S[k]) & (L2F_LANES - 1)] = slot[k];         \
+    }                                                                         \
     for (; i < n; i++) {                                                      \
         double x = L2F_LOAD_##S(d, i);                                        \
         acc[i & (L2F_LANES - 1)] += x * x;                                    \

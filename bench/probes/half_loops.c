@@ -1,6 +1,6 @@
 /* Probe for the 16-bit loops of _loops.h: the contiguous sum of squares and
  * scale loops of float32, bfloat16 and float16 -- the generic ones (target
- * clones) and the x86-64-v3 ones -- compiled from the shipped header with
+ * clones), the x86-64-v3 ones and the x86-64-v4 sums -- compiled from the shipped header with
  * the shipped flags, called per piece of 65,536 elements as the driver
  * calls them, timed alternately on one thread in cache (L2) and on 1 and 2
  * threads out of cache; medians, elements per ns and GB/s (bytes read, or
@@ -55,6 +55,14 @@ static double sum_bf16_v3(const void *p, int64_t n)
 static double sum_f16_v3(const void *p, int64_t n)
 {
     return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0) : l2f_ssq_v3_f16(p, n);
+}
+static double sum_bf16_v4(const void *p, int64_t n)
+{
+    return n < L2F_SHORT ? l2f_ssq_contiguous_bf16(p, n, 0) : l2f_ssq_v4_bf16((uint16_t *)p, n, 0, 1.0f);
+}
+static double sum_f16_v4(const void *p, int64_t n)
+{
+    return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0) : l2f_ssq_v4_f16((uint16_t *)p, n, 0, 1.0f);
 }
 static void scale_f32(void *p, int64_t n, double f) { l2f_scale_contiguous_f32(p, n, f); }
 static void scale_bf16(void *p, int64_t n, double f) { l2f_scale_contiguous_bf16(p, n, f); }
@@ -128,9 +136,10 @@ static int64_t check(const uint16_t *bf, const uint16_t *hf, int64_t n)
                 double want = run_sum(sum_f32, (char *)up, 4, m, 1);
                 double g = run_sum(which ? sum_f16 : sum_bf16, (const char *)src, 2, m, 1);
                 double v = run_sum(which ? sum_f16_v3 : sum_bf16_v3, (const char *)src, 2, m, 1);
-                if (bits(g) != bits(want) || bits(v) != bits(want)) {
-                    printf("  sum %s n=%lld off=%d: f32 %a generic %a v3 %a\n", which ? "f16" : "bf16",
-                           (long long)m, off, want, g, v);
+                double v4 = run_sum(which ? sum_f16_v4 : sum_bf16_v4, (const char *)src, 2, m, 1);
+                if (bits(g) != bits(want) || bits(v) != bits(want) || bits(v4) != bits(want)) {
+                    printf("  sum %s n=%lld off=%d: f32 %a generic %a v3 %a v4 %a\n",
+                           which ? "f16" : "bf16", (long long)m, off, want, g, v, v4);
                     bad++;
                 }
             }
@@ -164,9 +173,10 @@ static int64_t check(const uint16_t *bf, const uint16_t *hf, int64_t n)
     return bad;
 }
 
-#define NFN 10
+#define NSUM 7
+#define NFN 12
 static const char *names[NFN] = {"ssq f32", "ssq bf16", "ssq bf16 v3", "ssq f16", "ssq f16 v3",
-                                 "scale f32", "scale bf16", "scale bf16 v3", "scale f16",
+                                 "ssq bf16 v4", "ssq f16 v4", "scale f32", "scale bf16", "scale bf16 v3", "scale f16",
                                  "scale f16 v3"};
 
 int main(int argc, char **argv)
@@ -196,9 +206,9 @@ int main(int argc, char **argv)
         hf[1000 + 977 * k] = 0;
     }
 
-    void *bufs[NFN] = {f32, bf, bf, hf, hf, f32, bf, bf, hf, hf};
-    size_t sizes[NFN] = {4, 2, 2, 2, 2, 4, 2, 2, 2, 2};
-    sum_fn sums[5] = {sum_f32, sum_bf16, sum_bf16_v3, sum_f16, sum_f16_v3};
+    void *bufs[NFN] = {f32, bf, bf, hf, hf, bf, hf, f32, bf, bf, hf, hf};
+    size_t sizes[NFN] = {4, 2, 2, 2, 2, 2, 2, 4, 2, 2, 2, 2};
+    sum_fn sums[NSUM] = {sum_f32, sum_bf16, sum_bf16_v3, sum_f16, sum_f16_v3, sum_bf16_v4, sum_f16_v4};
     upd_fn upds[5] = {scale_f32, scale_bf16, scale_bf16_v3, scale_f16, scale_f16_v3};
     struct { const char *what; int64_t n; int threads; } cases[] = {
         {"in L2 (64 Ki elements), 1 thread", L2F_CHUNK, 1},
@@ -213,10 +223,10 @@ int main(int argc, char **argv)
             for (int k = 0; k < NFN; k++) {    /* alternating: one run of each */
                 double t0 = now(), sink = 0;
                 for (int q = 0; q < reps; q++) {
-                    if (k < 5)
+                    if (k < NSUM)
                         sink += run_sum(sums[k], bufs[k], sizes[k], m, cases[c].threads);
                     else
-                        run_upd(upds[k - 5], bufs[k], sizes[k], m,
+                        run_upd(upds[k - NSUM], bufs[k], sizes[k], m,
                                 (q + r) & 1 ? 1 / 0.999 : 0.999, cases[c].threads);
                 }
                 t[k][r] = (now() - t0) / reps;
@@ -226,7 +236,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < NFN; k++) {
             qsort(t[k], runs, sizeof(double), cmp_double);
             double med = t[k][runs / 2];
-            double bytes = (double)m * sizes[k] * (k < 5 ? 1 : 2);
+            double bytes = (double)m * sizes[k] * (k < NSUM ? 1 : 2);
             printf("  %-14s %9.3f ms  %6.2f elem/ns  %6.1f GB/s\n", names[k], med * 1e3,
                    m / med * 1e-9, bytes / med * 1e-9);
         }

@@ -3,8 +3,18 @@ float32, bfloat16 and float16, timed alternately in one process; GB/s and
 each 16-bit row's share of the float32 row's GB/s.  scale_ alternates its
 factor between c and 1/c (default 0.999).
 
-    python bench/probes/half_speed.py [rounds] [c]
+memory says where the arrays live: "numpy" (default) gives each its own
+NumPy allocation, so NumPy's page policy applies (huge pages for arrays of
+4 MiB or more: ~77 % of float32 GPT-2's bytes, ~56 % of a 16-bit GPT-2's);
+"4k" and "huge" make each dtype's arrays views of one buffer advised
+MADV_NOHUGEPAGE or MADV_HUGEPAGE, each array 16 bytes past a 64-byte
+boundary (as NumPy's large arrays start), so that every dtype reads the
+same kind of memory.
+
+    python bench/probes/half_speed.py [rounds] [c] [numpy|4k|huge]
 """
+import ctypes
+import mmap
 import sys
 import time
 
@@ -19,7 +29,32 @@ shapes = [s for _, s in models.shapes("gpt2")]
 rng = np.random.default_rng(0)
 base = [(rng.standard_normal(s, dtype=np.float32) * np.float32(0.02)) for s in shapes]
 dtypes = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+memory = sys.argv[3] if len(sys.argv) > 3 else "numpy"
+libc = ctypes.CDLL(None)
+libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def views(arrays, advice):
+    """Copies of arrays as views of one buffer advised before its first touch."""
+    sizes = [(a.nbytes + 63) // 64 * 64 for a in arrays]
+    raw = np.empty(sum(sizes) + (4 << 20), np.uint8)
+    buf = raw[(-raw.ctypes.data) % (2 << 20):][:sum(sizes) + 64]
+    if libc.madvise(buf.ctypes.data, buf.nbytes, advice) != 0:
+        raise OSError("madvise failed")
+    buf[:] = 0
+    out, at = [], 16
+    for a, size in zip(arrays, sizes):
+        v = buf[at:at + a.nbytes].view(a.dtype).reshape(a.shape)
+        v[...] = a
+        out.append(v)
+        at += size
+    return out
+
+
 ws = {k: [a.astype(t) for a in base] for k, t in dtypes.items()}
+if memory != "numpy":
+    advice = {"4k": mmap.MADV_NOHUGEPAGE, "huge": mmap.MADV_HUGEPAGE}[memory]
+    ws = {k: views(w, advice) for k, w in ws.items()}
 n = sum(a.size for a in base)
 flip = [float(sys.argv[2]) if len(sys.argv) > 2 else 0.999]
 
