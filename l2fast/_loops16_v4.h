@@ -9,10 +9,9 @@
  * loops are the sum and the scale of _loops16.h on 512-bit registers, with
  * the same arithmetic, so the same bits:
  *
- *   sum    32 elements a step, widened to float32 (exact) through a
- *          buffer and to float64, their squares added to the 32 float64
- *          lanes of the generic loop in the same order (an FMA of an exact
- *          square);
+ *   sum    32 elements a step, widened to float32 (exact) and to
+ *          float64, their squares added to the 32 float64 lanes of the
+ *          generic loop in the same order (an FMA of an exact square);
  *   scale  t = w * float32(c) rounded to 16 bits, and the elements whose
  *          float64 product might round otherwise (see _half.h and
  *          _loops16.h) redone exactly, one at a time, from a mask.
@@ -29,25 +28,22 @@
 #endif
 
 /* 32 elements at p (64-byte aligned unless the array is not even 2-byte
- * aligned) widened to float32 (exact) into the buffer w, which the squares
- * then read back: vcvtps2pd from memory needs no shuffle.  bfloat16: one
+ * aligned) widened to float32 (exact) in two registers.  bfloat16: one
  * load, the even elements shifted into the high halves of the 32-bit lanes
- * (w[0..15]), the odd ones masked (w[16..31]); float16: the hardware
- * conversion of each 16 elements, in order.  L2F_V4_ELEM_S[k] is the
- * element of the step whose square the float64 slot k (of a0..a3) takes. */
-#define L2F_V4_WIDEN32_bf16(w, p)                                             \
+ * (lo), the odd ones masked (hi); float16: the hardware conversion of each
+ * 16 elements, in order.  L2F_V4_ELEM_S[k] is the element of the step whose
+ * square the float64 slot k (of a0..a3) takes. */
+#define L2F_V4_WIDEN32_bf16(lo, hi, p)                                        \
     do {                                                                      \
         const __m512i x_ = _mm512_loadu_si512((const void *)(p));             \
-        _mm512_store_si512((void *)(w), _mm512_slli_epi32(x_, 16));           \
-        _mm512_store_si512((void *)((w) + 16),                                \
-                           _mm512_and_si512(x_, _mm512_set1_epi32((int32_t)0xffff0000u))); \
+        lo = _mm512_castsi512_ps(_mm512_slli_epi32(x_, 16));                  \
+        hi = _mm512_castsi512_ps(                                             \
+            _mm512_and_si512(x_, _mm512_set1_epi32((int32_t)0xffff0000u)));   \
     } while (0)
-#define L2F_V4_WIDEN16_f16(p)                                                 \
-    _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p))))
-#define L2F_V4_WIDEN32_f16(w, p)                                              \
+#define L2F_V4_WIDEN32_f16(lo, hi, p)                                         \
     do {                                                                      \
-        _mm512_store_si512((void *)(w), L2F_V4_WIDEN16_f16(p));               \
-        _mm512_store_si512((void *)((w) + 16), L2F_V4_WIDEN16_f16((p) + 16)); \
+        lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)));       \
+        hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((p) + 16))); \
     } while (0)
 static const uint8_t L2F_V4_ELEM_bf16[32] = {
     0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30,
@@ -55,13 +51,17 @@ static const uint8_t L2F_V4_ELEM_bf16[32] = {
 static const uint8_t L2F_V4_ELEM_f16[32] = {
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
     16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
-/* The squares of the 8 float32 at w + 8k added to the float64 lanes of a. */
-#define L2F_V4_FMA8(a, w, k)                                                  \
+/* The squares of the 16 float32 of v added to the float64 lanes of a (the
+ * low 8) and b (the high 8).  From registers: converting from a buffer the
+ * widening had stored cost 2-4 % (docs/bench.md, "16-bit"). */
+#define L2F_V4_FMA16(a, b, v)                                                 \
     do {                                                                      \
-        __m512d v_ = _mm512_cvtps_pd(_mm256_load_ps((w) + 8 * (k)));          \
-        a = _mm512_fmadd_pd(v_, v_, a);                                       \
+        const __m512d l_ = _mm512_cvtps_pd(_mm512_castps512_ps256(v));        \
+        const __m512d h_ = _mm512_cvtps_pd(_mm256_castpd_ps(                  \
+            _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));                 \
+        a = _mm512_fmadd_pd(l_, l_, a);                                       \
+        b = _mm512_fmadd_pd(h_, h_, b);                                       \
     } while (0)
-
 
 /* Set d[j] = VALUE (written in terms of j) for each bit j set in mask. */
 #define L2F_V4_REDO(d, mask, VALUE)                                           \
@@ -156,15 +156,12 @@ L2F_DEFINE_V4_SCALE(bf16)
 L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
                                    double f, float c32)                       \
 {                                                                             \
-    L2F_ALIGN64 float buf[L2F_LANES];                                         \
     L2F_ALIGN64 double acc[L2F_LANES] = {0}, slot[L2F_LANES];                 \
     const uintptr_t at = (uintptr_t)d;                                        \
     const int64_t peel = (at & 1) ? 0 : (int64_t)((-at & 63) >> 1);           \
-    float *w = buf;                                                           \
     L2F_V4_FACTOR_##S(c32);                                                   \
     int64_t i = 0;                                                            \
     (void)cv;                                                                 \
-    __asm__("" : "+r"(w));  /* w[k] read through a register, not %rsp */     \
     for (; i < peel && i < n; i++) {                                          \
         double x = L2F_LOAD_##S(d, i);                                        \
         acc[i] += x * x;                                                      \
@@ -178,10 +175,10 @@ L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
         __m512d a2 = _mm512_load_pd(slot + 16), a3 = _mm512_load_pd(slot + 24); \
         for (; i <= last; i += L2F_LANES) {                                   \
             L2F_PREFETCH((const char *)(d + i) + (AHEAD), RW);                \
-            L2F_V4_WIDEN32_##S(w, d + i);                                     \
-            L2F_OPAQUE_ARRAY(buf);                                            \
-            L2F_V4_FMA8(a0, w, 0); L2F_V4_FMA8(a1, w, 1);                     \
-            L2F_V4_FMA8(a2, w, 2); L2F_V4_FMA8(a3, w, 3);                     \
+            __m512 lo, hi;                                                    \
+            L2F_V4_WIDEN32_##S(lo, hi, d + i);                                \
+            L2F_V4_FMA16(a0, a1, lo);                                         \
+            L2F_V4_FMA16(a2, a3, hi);                                         \
             STEP(S);                                                          \
         }                                                                     \
         _mm512_store_pd(slot, a0); _mm512_store_pd(slot + 8, a1);             \
