@@ -88,6 +88,7 @@ def test_report_structure(report):
     assert busy is None or 0 <= busy <= 1
     assert [r["threads"] for r in rep["runs"]] == [1, 2]
     assert [r["threads"] for r in rep["small_arrays"]] == [1, 2]
+    assert rep["dtype_shares"] == []  # float32 alone: no 16-bit share table
     for run in rep["runs"]:
         assert run["model"] == "tiny" and run["dtype"] == "float32"
         assert run["n_arrays"] == 4 and run["n_elements"] == N
@@ -293,6 +294,33 @@ def test_16bit_dtypes(dtype, tmp_path):
         if r["function"] in ("sum_squares", "sum_squares_scale_"):
             assert 0 <= r["rel_error"] <= (1e-12 if r["family"] == "l2fast" else 1e-2)
         assert r["bytes"] == PASSES[r["function"]] * N * 2
+
+
+def test_16bit_share_of_float32_in_one_run(tmp_path):
+    """--dtype float32,bfloat16,float16: besides each dtype's section, one
+    table per thread count times l2fast's sum_squares and scale_ in every
+    dtype alternately and gives each row's GB/s as a share of float32's."""
+    pytest.importorskip("ml_dtypes")
+    (tmp_path / "tiny.json").write_text(json.dumps(SHAPES))
+    args = [sys.executable, "-m", "l2fast", "bench", "--shapes", "tiny.json", "--dtype",
+            "float32,bfloat16,float16", "--repeat", "1", "--threads", "1,2", "--no-small",
+            "--no-clip", "--no-torch", "--json", "out.json"]
+    proc = subprocess.run(args, cwd=tmp_path, env=bench_env(L2FAST_BENCH_ROOF_MIB="8"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    shares = json.loads((tmp_path / "out.json").read_text())["dtype_shares"]
+    assert [(e["model"], e["threads"], e["rounds"]) for e in shares] == [("tiny", 1, 3),
+                                                                        ("tiny", 2, 3)]
+    for e in shares:
+        assert [(r["function"], r["dtype"]) for r in e["rows"]] == [
+            (f, d) for f in ("sum_squares", "scale_") for d in ("float32", "bfloat16", "float16")]
+        for r in e["rows"]:
+            size = 4 if r["dtype"] == "float32" else 2
+            moved = N * size * (1 if r["function"] == "sum_squares" else 2)
+            assert r["gbps"] == pytest.approx(moved / r["median_s"] / 1e9)
+            base = next(b for b in e["rows"] if b["function"] == r["function"])
+            assert r["share_of_float32"] == pytest.approx(r["gbps"] / base["gbps"])
+    assert proc.stdout.count("16-bit against float32, timed alternately in one run") == 2
 
 
 def test_under_load(tmp_path):

@@ -204,6 +204,8 @@ def main(argv=None):
     for run in bench.model_runs():
         show(report.format_run(run, bench.roof_at(run["threads"]), bench.llc_text,
                                settings.repeat))
+    for entry in bench.share_runs():
+        show(report.format_shares(entry))
     for run in bench.small_array_runs():
         show(report.format_run(run, None, bench.llc_text, settings.repeat, small=True))
     for run, small in bench.clipping_runs():

@@ -123,6 +123,23 @@ def format_run(run, roof_entry, llc_text, repeat, small=False, baseline="NumPy")
     return "\n".join(lines)
 
 
+def format_shares(entry):
+    """The 16-bit share table of one model and thread count (runner.measure_shares)."""
+    rows, last = [], None
+    for r in entry["rows"]:
+        rows.append([r["function"] if r["function"] != last else "", r["dtype"],
+                     _fmt_time(r["median_s"]), f"{r['gbps']:.1f}",
+                     f"{r['share_of_float32']:.0%}"])
+        last = r["function"]
+    head = (f"{entry['model']} · 16-bit against float32, timed alternately in one run "
+            f"({entry['rounds']} rounds) · {entry['threads']} thread(s)")
+    foot = ("  GB/s: bytes read (sum_squares) or read + written (scale_) / median; "
+            "share: this row's GB/s / the float32 row's.")
+    return "\n".join([head, _table(rows, ["function", "dtype", "median", "GB/s",
+                                          "share of float32's GB/s"],
+                                   ["<", "<", ">", ">", ">"]), foot])
+
+
 def format_load(busy):
     """The closing line on the other processes' CPU share, or None if unknown."""
     if busy is None:

@@ -122,6 +122,46 @@ def run_workload(wl, case_list, threads, repeat, roof, llc, use_torch, progress=
     }
 
 
+#: The functions whose 16-bit speed `measure_shares` sets against float32's.
+SHARE_FUNCTIONS = ("sum_squares", "scale_")
+SIXTEEN_BIT = ("bfloat16", "float16")
+
+
+def measure_shares(shapes, dtypes, threads, repeat, progress=None):
+    """Each 16-bit dtype's GB/s as a share of float32's, in one run.
+
+    l2fast's `sum_squares` and `scale_` on the model in float32 and in each
+    16-bit dtype of `dtypes`, all timed alternately (`time_interleaved`,
+    `repeat` rounds): the model sections of a run are minutes apart, and
+    their ratio would measure how the machine changed in between as well.
+
+    Returns
+    -------
+    dict
+        The model, the thread count and one row per function and dtype:
+        median seconds, GB/s (bytes read, read + written by scale_) and the
+        share of the float32 row's GB/s.
+    """
+    byname = {(c.function, c.key): c for c in cases(torch=False)}
+    loads = [Workload(shapes, d) for d in ["float32"] + [d for d in dtypes if d in SIXTEEN_BIT]]
+    rows, runs = [], []
+    with thread_limits(threads, False):
+        for function in SHARE_FUNCTIONS:
+            for wl in loads:
+                runs.append(byname[function, "l2fast"].build(wl, threads))
+                rows.append({"function": function, "dtype": str(wl.dtype)})
+        medians = time_interleaved(runs, repeat)[0]
+    for row, wl, median in zip(rows, loads * len(SHARE_FUNCTIONS), medians):
+        row["median_s"] = median
+        row["gbps"] = bytes_moved(row["function"], wl.nbytes) / median / 1e9
+    for row in rows:
+        base = next(r for r in rows if r["function"] == row["function"])
+        row["share_of_float32"] = row["gbps"] / base["gbps"]
+    if progress:
+        progress.step(f"{shapes.name} 16-bit shares {threads}T")
+    return {"model": shapes.name, "threads": threads, "rounds": repeat, "rows": rows}
+
+
 @dataclass
 class Settings:
     """What to run.
@@ -182,8 +222,10 @@ class Benchmark:
         self.progress = Progress(3 * len(s.threads)
                                  + len(s.shapes) * len(s.dtypes) * len(s.threads) * n_groups
                                  + (len(s.threads) if s.small else 0)
+                                 + len(s.shapes) * len(s.threads)
                                  + (len(s.shapes) * len(s.dtypes) + 1) * len(s.threads) * n_clip)
         self.roof, self.runs, self.small_runs, self.clip_runs = [], [], [], []
+        self.shares = []
 
     def roof_at(self, threads):
         """The roof entry of `threads` threads."""
@@ -209,6 +251,20 @@ class Benchmark:
                     self.progress.close()
                     yield self.runs[-1]
                 del wl
+
+    def share_runs(self):
+        """Yield, per model and thread count, the 16-bit dtypes' share of
+        float32's GB/s measured in one run (`measure_shares`; 3 × repeat
+        rounds), when the dtypes hold float32 and a 16-bit dtype."""
+        s = self.settings
+        if "float32" not in s.dtypes or not set(SIXTEEN_BIT) & set(s.dtypes):
+            return
+        for shapes in s.shapes:
+            for t in s.threads:
+                self.shares.append(measure_shares(shapes, s.dtypes, t, 3 * s.repeat,
+                                                  self.progress))
+                self.progress.close()
+                yield self.shares[-1]
 
     def small_array_runs(self):
         """Yield the many-small-arrays run of each thread count (none if not
@@ -271,6 +327,7 @@ class Benchmark:
             "notes": self.notes,
             "roof": self.roof,
             "runs": self.runs,
+            "dtype_shares": self.shares,
             "small_arrays": self.small_runs,
             "clipping": self.clip_runs,
         }
