@@ -65,6 +65,16 @@ static double sum_f16_v4(const void *p, int64_t n)
     return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0) : l2f_ssq_v4_f16((uint16_t *)p, n, 0, 1.0f);
 }
 static void scale_f32(void *p, int64_t n, double f) { l2f_scale_contiguous_f32(p, n, f); }
+static void scale_bf16_v4(void *p, int64_t n, double f)
+{
+    float c = l2f_factor32(f);
+    if (c != c) l2f_scale_contiguous_bf16(p, n, f); else l2f_scale_v4_bf16(p, n, f, c);
+}
+static void scale_f16_v4(void *p, int64_t n, double f)
+{
+    float c = l2f_factor32(f);
+    if (c != c) l2f_scale_contiguous_f16(p, n, f); else l2f_scale_v4_f16(p, n, f, c);
+}
 static void scale_bf16(void *p, int64_t n, double f) { l2f_scale_contiguous_bf16(p, n, f); }
 static void scale_f16(void *p, int64_t n, double f) { l2f_scale_contiguous_f16(p, n, f); }
 static void scale_bf16_v3(void *p, int64_t n, double f)
@@ -174,10 +184,10 @@ static int64_t check(const uint16_t *bf, const uint16_t *hf, int64_t n)
 }
 
 #define NSUM 7
-#define NFN 12
+#define NFN 14
 static const char *names[NFN] = {"ssq f32", "ssq bf16", "ssq bf16 v3", "ssq f16", "ssq f16 v3",
                                  "ssq bf16 v4", "ssq f16 v4", "scale f32", "scale bf16", "scale bf16 v3", "scale f16",
-                                 "scale f16 v3"};
+                                 "scale f16 v3", "scale bf16 v4", "scale f16 v4"};
 
 int main(int argc, char **argv)
 {
@@ -206,10 +216,11 @@ int main(int argc, char **argv)
         hf[1000 + 977 * k] = 0;
     }
 
-    void *bufs[NFN] = {f32, bf, bf, hf, hf, bf, hf, f32, bf, bf, hf, hf};
-    size_t sizes[NFN] = {4, 2, 2, 2, 2, 2, 2, 4, 2, 2, 2, 2};
+    void *bufs[NFN] = {f32, bf, bf, hf, hf, bf, hf, f32, bf, bf, hf, hf, bf, hf};
+    size_t sizes[NFN] = {4, 2, 2, 2, 2, 2, 2, 4, 2, 2, 2, 2, 2, 2};
     sum_fn sums[NSUM] = {sum_f32, sum_bf16, sum_bf16_v3, sum_f16, sum_f16_v3, sum_bf16_v4, sum_f16_v4};
-    upd_fn upds[5] = {scale_f32, scale_bf16, scale_bf16_v3, scale_f16, scale_f16_v3};
+    upd_fn upds[NFN - NSUM] = {scale_f32, scale_bf16, scale_bf16_v3, scale_f16, scale_f16_v3,
+                               scale_bf16_v4, scale_f16_v4};
     struct { const char *what; int64_t n; int threads; } cases[] = {
         {"in L2 (64 Ki elements), 1 thread", L2F_CHUNK, 1},
         {"memory, 1 thread", n, 1},
