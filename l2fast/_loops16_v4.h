@@ -70,21 +70,20 @@ static const uint8_t L2F_V4_ELEM_f16[32] = {
         (d)[j] = (VALUE);                                                     \
     }
 
-/* bfloat16: d[0..31] *= f, from t = w * c32.  The even elements (low
- * halves of the 32-bit lanes) widen by a shift, the odd ones by a mask; each
- * product is rounded half up and the high halves blended back in element
- * order.  Flagged in 16-bit lanes exactly as in l2f_scale_v3_bf16: the low
- * half of t + 0x8000 within 4 of 0 (t near a midpoint), or a result whose
- * exponent is 0, 1 or 255. */
-L2F_V4 static inline void l2f_scale32_v4_bf16(uint16_t *d, __m512 c, double f)
+/* bfloat16: d[0..31] *= f, from t = w * c32, the elements given widened as
+ * the sum widens them: even (the elements d[0], d[2], .. shifted into the
+ * high halves of the 32-bit lanes) and odd (masked).  Each product is
+ * rounded half up and the high halves blended back in element order.
+ * Flagged in 16-bit lanes exactly as in l2f_scale_v3_bf16: the low half of
+ * t + 0x8000 within 4 of 0 (t near a midpoint), or a result whose exponent
+ * is 0, 1 or 255. */
+L2F_V4 static inline void l2f_scale32w_v4_bf16(uint16_t *d, __m512 even, __m512 odd,
+                                              __m512 c, double f)
 {
     const __m512i half = _mm512_set1_epi32(0x8000);
     const __mmask32 high = 0xaaaaaaaau;
-    __m512i x = _mm512_loadu_si512((const void *)d);
-    __m512i be = _mm512_add_epi32(_mm512_castps_si512(_mm512_mul_ps(
-        _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)), c)), half);
-    __m512i bo = _mm512_add_epi32(_mm512_castps_si512(_mm512_mul_ps(
-        _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32((int32_t)0xffff0000u))), c)), half);
+    __m512i be = _mm512_add_epi32(_mm512_castps_si512(_mm512_mul_ps(even, c)), half);
+    __m512i bo = _mm512_add_epi32(_mm512_castps_si512(_mm512_mul_ps(odd, c)), half);
     __m512i r = _mm512_mask_blend_epi16(high, _mm512_srli_epi32(be, 16), bo);
     __m512i lo = _mm512_mask_blend_epi16(high, be, _mm512_slli_epi32(bo, 16));
     __mmask32 redo =
@@ -93,34 +92,47 @@ L2F_V4 static inline void l2f_scale32_v4_bf16(uint16_t *d, __m512 c, double f)
         | _mm512_cmplt_epi16_mask(_mm512_add_epi16(_mm512_slli_epi16(r, 1),
                                                    _mm512_set1_epi16((int16_t)0x8100)),
                                   _mm512_set1_epi16((int16_t)0x8300));
+    L2F_ALIGN64 uint16_t w[32];
+    if (redo)  /* the old values, before the store */
+        _mm512_store_si512((void *)w, _mm512_loadu_si512((const void *)d));
     _mm512_storeu_si512((void *)d, r);
-    if (redo) {
-        L2F_ALIGN64 uint16_t w[32];
-        _mm512_store_si512((void *)w, x);
+    if (redo)
         L2F_V4_REDO(d, redo, l2f_round_bf16(l2f_bf16_to_f64(w[j]) * f));
-    }
+}
+L2F_V4 static inline void l2f_scale32_v4_bf16(uint16_t *d, __m512 c, double f)
+{
+    __m512 even, odd;
+    L2F_V4_WIDEN32_bf16(even, odd, d);
+    l2f_scale32w_v4_bf16(d, even, odd, c, f);
 }
 
-/* float16: d[0..31] *= f.  Both bounds of the product (as in
- * l2f_scale_v3_f16: t * (1 -+ 2^-21), c holding c32 times those) rounded by
- * the hardware; where they differ, redone. */
-L2F_V4 static inline void l2f_scale32_v4_f16(uint16_t *d, const __m512 *c, double f)
+/* float16: d[0..31] *= f, the elements given widened (lo: d[0..15], hi:
+ * d[16..31]).  Both bounds of the product (as in l2f_scale_v3_f16:
+ * t * (1 -+ 2^-21), c holding c32 times those) rounded by the hardware;
+ * where they differ, redone. */
+L2F_V4 static inline void l2f_scale32w_v4_f16(uint16_t *d, __m512 lo, __m512 hi,
+                                             const __m512 *c, double f)
 {
     for (int h = 0; h < 32; h += 16) {
-        __m256i x = _mm256_loadu_si256((const __m256i *)(d + h));
-        __m512 w = _mm512_cvtph_ps(x);
+        const __m512 w = h ? hi : lo;
         __m256i r0 = _mm512_cvtps_ph(_mm512_mul_ps(w, c[0]),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         __m256i r1 = _mm512_cvtps_ph(_mm512_mul_ps(w, c[1]),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         __mmask16 redo = _mm256_cmpneq_epi16_mask(r0, r1);
+        L2F_ALIGN64 uint16_t w16[16];
+        if (redo)  /* the old values, before the store */
+            _mm256_store_si256((__m256i *)w16, _mm256_loadu_si256((const __m256i *)(d + h)));
         _mm256_storeu_si256((__m256i *)(d + h), r0);
-        if (redo) {
-            L2F_ALIGN64 uint16_t w16[16];
-            _mm256_store_si256((__m256i *)w16, x);
+        if (redo)
             L2F_V4_REDO(d + h, redo, l2f_round_f16(l2f_f16_to_f64(w16[j]) * f));
-        }
     }
+}
+L2F_V4 static inline void l2f_scale32_v4_f16(uint16_t *d, const __m512 *c, double f)
+{
+    __m512 lo, hi;
+    L2F_V4_WIDEN32_f16(lo, hi, d);
+    l2f_scale32w_v4_f16(d, lo, hi, c, f);
 }
 /* The factor as a scale step takes it. */
 #define L2F_V4_FACTOR_bf16(c32) __m512 cv = _mm512_set1_ps(c32)
@@ -194,7 +206,7 @@ L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
     return l2f_fold(acc, L2F_LANES);                                          \
 }
 #define L2F_V4_NOTHING(S) ((void)0)
-#define L2F_V4_SCALE_STEP(S) l2f_scale32_v4_##S(d + i, cv, f)
+#define L2F_V4_SCALE_STEP(S) l2f_scale32w_v4_##S(d + i, lo, hi, cv, f)
 #define L2F_V4_SCALE_TAIL(S) L2F_STORE_##S(d, i, x * f)
 L2F_DEFINE_V4_SUM(l2f_ssq, f16, L2F_V4_AHEAD, 0, L2F_V4_NOTHING, L2F_V4_NOTHING)
 L2F_DEFINE_V4_SUM(l2f_ssq, bf16, L2F_V4_AHEAD, 0, L2F_V4_NOTHING, L2F_V4_NOTHING)
