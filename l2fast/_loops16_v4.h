@@ -27,8 +27,9 @@
 #define L2F_V4_AHEAD 4096
 #endif
 
-/* 32 elements at p (64-byte aligned unless the array is not even 2-byte
- * aligned) widened to float32 (exact) in two registers.  bfloat16: one
+/* 32 elements at p (in the sums 64-byte aligned, unless the array is not
+ * even 2-byte aligned; in l2f_scale_v4 anywhere) widened to float32 (exact)
+ * in two registers.  bfloat16: one
  * load, the even elements shifted into the high halves of the 32-bit lanes
  * (lo), the odd ones masked (hi); float16: the hardware conversion of each
  * 16 elements, in order.  L2F_V4_ELEM_S[k] is the element of the step whose
@@ -140,7 +141,9 @@ L2F_V4 static inline void l2f_scale32_v4_f16(uint16_t *d, const __m512 *c, doubl
     const __m512 cv[2] = {_mm512_set1_ps((c32) * (1.0f - 0x1p-21f)),          \
                           _mm512_set1_ps((c32) * (1.0f + 0x1p-21f))}
 
-/* d *= f (c32 = float32(f), a normal float32), 32 elements a step. */
+/* d *= f (c32 = float32(f), a normal float32), 32 elements a step (from
+ * wherever the array starts: aligning to 64 bytes gained nothing here,
+ * docs/bench.md "16-bit"). */
 #define L2F_DEFINE_V4_SCALE(S)                                                \
 L2F_V4 static void l2f_scale_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n, double f, \
                                     float c32)                                \

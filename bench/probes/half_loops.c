@@ -1,7 +1,8 @@
 /* Probe for the 16-bit loops of _loops.h: the contiguous sum of squares and
  * scale loops of float32, bfloat16 and float16 -- the generic ones (target
- * clones), the x86-64-v3 ones and the x86-64-v4 sums -- compiled from the shipped header with
- * the shipped flags, called per piece of 65,536 elements as the driver
+ * clones), the x86-64-v3 ones and the x86-64-v4 ones (on a CPU without
+ * AVX-512 the v4 rows run the v3 loops) -- compiled from the shipped header
+ * with the shipped flags, called per piece of 65,536 elements as the driver
  * calls them, timed alternately on one thread in cache (L2) and on 1 and 2
  * threads out of cache; medians, elements per ns and GB/s (bytes read, or
  * read + written).
@@ -11,8 +12,10 @@
  *   flock /tmp/l2fast-cpu.lock /tmp/half_loops [elements] [runs]
  *
  * First it checks, on N(0, 0.02) data and on every 16-bit pattern: each
- * 16-bit sum bitwise equal to the float32 upcast's, generic and v3; every
- * scaled element equal to the exact rounding, for a set of factors. */
+ * 16-bit sum bitwise equal to the float32 upcast's (generic, v3, v4 and the
+ * v4 fused pass, at start offsets 0..33); every scaled element (generic,
+ * v3, v4, the fused pass) equal to the exact rounding, for a set of
+ * factors. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,25 +59,26 @@ static double sum_f16_v3(const void *p, int64_t n)
 {
     return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0) : l2f_ssq_v3_f16(p, n);
 }
+static int have_v4(void) { return l2f_level16() >= 4; }
 static double sum_bf16_v4(const void *p, int64_t n)
 {
+    if (!have_v4()) return sum_bf16_v3(p, n);
     return n < L2F_SHORT ? l2f_ssq_contiguous_bf16(p, n, 0) : l2f_ssq_v4_bf16((uint16_t *)p, n, 0, 1.0f);
 }
 static double sum_f16_v4(const void *p, int64_t n)
 {
+    if (!have_v4()) return sum_f16_v3(p, n);
     return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0) : l2f_ssq_v4_f16((uint16_t *)p, n, 0, 1.0f);
 }
+/* The v4 fused pass (n >= L2F_SHORT): the sum, and d *= f. */
+static double fused_v4(int which, uint16_t *d, int64_t n, double f)
+{
+    const float c = l2f_factor32(f);
+    if (!have_v4() || c != c)
+        return which ? l2f_ssq_scale_contiguous_f16(d, n, f) : l2f_ssq_scale_contiguous_bf16(d, n, f);
+    return which ? l2f_ssq_scale_v4_f16(d, n, f, c) : l2f_ssq_scale_v4_bf16(d, n, f, c);
+}
 static void scale_f32(void *p, int64_t n, double f) { l2f_scale_contiguous_f32(p, n, f); }
-static void scale_bf16_v4(void *p, int64_t n, double f)
-{
-    float c = l2f_factor32(f);
-    if (c != c) l2f_scale_contiguous_bf16(p, n, f); else l2f_scale_v4_bf16(p, n, f, c);
-}
-static void scale_f16_v4(void *p, int64_t n, double f)
-{
-    float c = l2f_factor32(f);
-    if (c != c) l2f_scale_contiguous_f16(p, n, f); else l2f_scale_v4_f16(p, n, f, c);
-}
 static void scale_bf16(void *p, int64_t n, double f) { l2f_scale_contiguous_bf16(p, n, f); }
 static void scale_f16(void *p, int64_t n, double f) { l2f_scale_contiguous_f16(p, n, f); }
 static void scale_bf16_v3(void *p, int64_t n, double f)
@@ -86,6 +90,16 @@ static void scale_f16_v3(void *p, int64_t n, double f)
 {
     float c = l2f_factor32(f);
     if (c != c) l2f_scale_contiguous_f16(p, n, f); else l2f_scale_v3_f16(p, n, f, c);
+}
+static void scale_bf16_v4(void *p, int64_t n, double f)
+{
+    float c = l2f_factor32(f);
+    if (c != c || !have_v4()) scale_bf16_v3(p, n, f); else l2f_scale_v4_bf16(p, n, f, c);
+}
+static void scale_f16_v4(void *p, int64_t n, double f)
+{
+    float c = l2f_factor32(f);
+    if (c != c || !have_v4()) scale_f16_v3(p, n, f); else l2f_scale_v4_f16(p, n, f, c);
 }
 
 /* fn over n elements in pieces of L2F_CHUNK, on `threads` threads. */
@@ -134,10 +148,12 @@ static int64_t check(const uint16_t *bf, const uint16_t *hf, int64_t n)
     int64_t bad = 0;
     float *up = aligned_alloc(64, (n + 64) * 4);
     uint16_t *t = aligned_alloc(64, (n + 64) * 2), *u = aligned_alloc(64, (n + 64) * 2);
-    /* sums: lengths around the short/long and block boundaries, offsets */
+    uint16_t *v4s = aligned_alloc(64, (n + 64) * 2);
+    /* sums: lengths around the short/long and block boundaries, start offsets
+     * 0..33 (every peel of the v4 loops; the whole array at 0..2 only) */
     const int64_t lens[] = {511, 512, 513, 767, 768, 1000, 4095, 65536, n};
     for (int q = 0; q < 9; q++)
-        for (int off = 0; off < 3; off++) {
+        for (int off = 0; off < (lens[q] == n ? 3 : 34); off++) {
             int64_t m = lens[q] < n - off ? lens[q] : n - off;
             for (int which = 0; which < 2; which++) {
                 const uint16_t *src = (which ? hf : bf) + off;
@@ -147,9 +163,25 @@ static int64_t check(const uint16_t *bf, const uint16_t *hf, int64_t n)
                 double g = run_sum(which ? sum_f16 : sum_bf16, (const char *)src, 2, m, 1);
                 double v = run_sum(which ? sum_f16_v3 : sum_bf16_v3, (const char *)src, 2, m, 1);
                 double v4 = run_sum(which ? sum_f16_v4 : sum_bf16_v4, (const char *)src, 2, m, 1);
-                if (bits(g) != bits(want) || bits(v) != bits(want) || bits(v4) != bits(want)) {
-                    printf("  sum %s n=%lld off=%d: f32 %a generic %a v3 %a v4 %a\n",
-                           which ? "f16" : "bf16", (long long)m, off, want, g, v, v4);
+                double fu = v4;
+                if (m <= 65536 && m >= L2F_SHORT) {   /* the fused pass, one piece */
+                    uint16_t *d = v4s + off;           /* at the same offset */
+                    for (int64_t k = 0; k < m; k++)
+                        d[k] = src[k];
+                    fu = fused_v4(which, d, m, 0.75);
+                    for (int64_t k = 0; k < m; k++) {
+                        uint16_t want16 = which ? l2f_round_f16(l2f_f16_to_f64(src[k]) * 0.75)
+                                                : l2f_round_bf16(l2f_bf16_to_f64(src[k]) * 0.75);
+                        if (d[k] != want16 && bad++ < 20)
+                            printf("  fused %s n=%lld off=%d: element %lld %04x -> %04x, want %04x\n",
+                                   which ? "f16" : "bf16", (long long)m, off, (long long)k,
+                                   src[k], d[k], want16);
+                    }
+                }
+                if (bits(g) != bits(want) || bits(v) != bits(want) || bits(v4) != bits(want)
+                    || bits(fu) != bits(want)) {
+                    printf("  sum %s n=%lld off=%d: f32 %a generic %a v3 %a v4 %a fused %a\n",
+                           which ? "f16" : "bf16", (long long)m, off, want, g, v, v4, fu);
                     bad++;
                 }
             }
@@ -163,23 +195,24 @@ static int64_t check(const uint16_t *bf, const uint16_t *hf, int64_t n)
                 int64_t m = data ? (n < (1 << 20) ? n : (1 << 20)) : 65536 + 7;
                 const uint16_t *src = data ? (which ? hf : bf) : NULL;
                 for (int64_t k = 0; k < m; k++)
-                    t[k] = u[k] = src ? src[k] : (uint16_t)k;
+                    t[k] = u[k] = v4s[k] = src ? src[k] : (uint16_t)k;
                 run_upd(which ? scale_f16 : scale_bf16, (char *)t, 2, m, fs[q], 1);
                 run_upd(which ? scale_f16_v3 : scale_bf16_v3, (char *)u, 2, m, fs[q], 1);
+                run_upd(which ? scale_f16_v4 : scale_bf16_v4, (char *)v4s, 2, m, fs[q], 1);
                 int64_t wrong = 0;
                 for (int64_t k = 0; k < m; k++) {
                     uint16_t x = src ? src[k] : (uint16_t)k;
                     uint16_t want = which ? l2f_round_f16(l2f_f16_to_f64(x) * fs[q])
                                           : l2f_round_bf16(l2f_bf16_to_f64(x) * fs[q]);
-                    if (t[k] != want || u[k] != want) {
+                    if (t[k] != want || u[k] != want || v4s[k] != want) {
                         if (wrong++ < 3)
-                            printf("  scale %s by %a: %04x -> want %04x generic %04x v3 %04x\n",
-                                   which ? "f16" : "bf16", fs[q], x, want, t[k], u[k]);
+                            printf("  scale %s by %a: %04x -> want %04x generic %04x v3 %04x v4 %04x\n",
+                                   which ? "f16" : "bf16", fs[q], x, want, t[k], u[k], v4s[k]);
                     }
                 }
                 bad += wrong;
             }
-    free(up); free(t); free(u);
+    free(up); free(t); free(u); free(v4s);
     return bad;
 }
 

@@ -3,9 +3,13 @@
 `run_workload` times one workload's cases and returns the run as a dict
 (the ``runs`` entries of the --json report); `Benchmark` is one whole
 ``python -m l2fast bench``: the roof, then each model, dtype and thread
-count, then the many-small-arrays comparison, then (with torch) the
-clipping comparison on each model and on many small tensors.
+count, then (float32 and a 16-bit dtype) the 16-bit dtypes' share of
+float32's GB/s timed in one run (`measure_shares`), then the
+many-small-arrays comparison, then (with torch) the clipping comparison on
+each model and on many small tensors.
 """
+import statistics
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,39 +131,56 @@ SHARE_FUNCTIONS = ("sum_squares", "scale_")
 SIXTEEN_BIT = ("bfloat16", "float16")
 
 
-def measure_shares(shapes, dtypes, threads, repeat, progress=None):
+def _rotated_medians(groups, rounds):
+    """Median seconds of each callable of `groups` (one list of callables a
+    function, one callable a dtype): each round calls every function's
+    callables in turn, starting one further along each round, so that every
+    dtype follows every other (a pass that left dirty cache lines, or the
+    same arrays) alike."""
+    for group in groups:
+        for fn in group:
+            fn()                                   # warm up
+    samples = [[[] for _ in group] for group in groups]
+    for r in range(rounds):
+        for group, out in zip(groups, samples):
+            for k in range(len(group)):
+                j = (k + r) % len(group)
+                t0 = time.perf_counter()
+                group[j]()
+                out[j].append(time.perf_counter() - t0)
+    return [[statistics.median(s) for s in out] for out in samples]
+
+
+def measure_shares(shapes, dtypes, threads, rounds, progress=None):
     """Each 16-bit dtype's GB/s as a share of float32's, in one run.
 
     l2fast's `sum_squares` and `scale_` on the model in float32 and in each
-    16-bit dtype of `dtypes`, all timed alternately (`time_interleaved`,
-    `repeat` rounds): the model sections of a run are minutes apart, and
-    their ratio would measure how the machine changed in between as well.
+    16-bit dtype of `dtypes`, timed in the same rounds (`_rotated_medians`):
+    the model sections of a run are minutes apart, and their ratio would
+    measure how the machine changed in between as well.
 
     Returns
     -------
     dict
-        The model, the thread count and one row per function and dtype:
-        median seconds, GB/s (bytes read, read + written by scale_) and the
-        share of the float32 row's GB/s.
+        The model, the thread count, the rounds and one row per function
+        and dtype: median seconds, GB/s (bytes read, read + written by
+        scale_) and the share of the float32 row's GB/s.
     """
     byname = {(c.function, c.key): c for c in cases(torch=False)}
-    loads = [Workload(shapes, d) for d in ["float32"] + [d for d in dtypes if d in SIXTEEN_BIT]]
-    rows, runs = [], []
+    loads = [Workload(shapes, d, lean=True)
+             for d in ["float32"] + [d for d in dtypes if d in SIXTEEN_BIT]]
     with thread_limits(threads, False):
-        for function in SHARE_FUNCTIONS:
-            for wl in loads:
-                runs.append(byname[function, "l2fast"].build(wl, threads))
-                rows.append({"function": function, "dtype": str(wl.dtype)})
-        medians = time_interleaved(runs, repeat)[0]
-    for row, wl, median in zip(rows, loads * len(SHARE_FUNCTIONS), medians):
-        row["median_s"] = median
-        row["gbps"] = bytes_moved(row["function"], wl.nbytes) / median / 1e9
-    for row in rows:
-        base = next(r for r in rows if r["function"] == row["function"])
-        row["share_of_float32"] = row["gbps"] / base["gbps"]
+        groups = [[byname[f, "l2fast"].build(wl, threads) for wl in loads]
+                  for f in SHARE_FUNCTIONS]
+        medians = _rotated_medians(groups, rounds)
+    rows = []
+    for function, group in zip(SHARE_FUNCTIONS, medians):
+        gbps = [bytes_moved(function, wl.nbytes) / m / 1e9 for wl, m in zip(loads, group)]
+        rows += [{"function": function, "dtype": str(wl.dtype), "median_s": m, "gbps": g,
+                  "share_of_float32": g / gbps[0]} for wl, m, g in zip(loads, group, gbps)]
     if progress:
         progress.step(f"{shapes.name} 16-bit shares {threads}T")
-    return {"model": shapes.name, "threads": threads, "rounds": repeat, "rows": rows}
+    return {"model": shapes.name, "threads": threads, "rounds": rounds, "rows": rows}
 
 
 @dataclass
@@ -222,7 +243,7 @@ class Benchmark:
         self.progress = Progress(3 * len(s.threads)
                                  + len(s.shapes) * len(s.dtypes) * len(s.threads) * n_groups
                                  + (len(s.threads) if s.small else 0)
-                                 + len(s.shapes) * len(s.threads)
+                                 + (len(s.shapes) * len(s.threads) if self._shares_wanted() else 0)
                                  + (len(s.shapes) * len(s.dtypes) + 1) * len(s.threads) * n_clip)
         self.roof, self.runs, self.small_runs, self.clip_runs = [], [], [], []
         self.shares = []
@@ -252,12 +273,17 @@ class Benchmark:
                     yield self.runs[-1]
                 del wl
 
+    def _shares_wanted(self):
+        """Do the dtypes hold float32 and a 16-bit dtype (share_runs runs)?"""
+        dtypes = self.settings.dtypes
+        return "float32" in dtypes and any(d in SIXTEEN_BIT for d in dtypes)
+
     def share_runs(self):
         """Yield, per model and thread count, the 16-bit dtypes' share of
         float32's GB/s measured in one run (`measure_shares`; 3 × repeat
         rounds), when the dtypes hold float32 and a 16-bit dtype."""
         s = self.settings
-        if "float32" not in s.dtypes or not set(SIXTEEN_BIT) & set(s.dtypes):
+        if not self._shares_wanted():
             return
         for shapes in s.shapes:
             for t in s.threads:

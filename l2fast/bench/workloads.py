@@ -270,6 +270,10 @@ class Workload:
     dtype : str or numpy dtype
         float32, float64, float16 or bfloat16 (needs ml_dtypes).
     seed : int
+    lean : bool
+        Only `params`: no `grads`, and `restore` does nothing (for runs of
+        sum_squares and scale_ alone, whose alternating factors keep the
+        values bounded).
 
     Attributes
     ----------
@@ -282,7 +286,7 @@ class Workload:
         `l2fast.reference.exact_sum_squares` of the original params.
     """
 
-    def __init__(self, shapes, dtype=np.float32, seed=0):
+    def __init__(self, shapes, dtype=np.float32, seed=0, lean=False):
         self.shapes = shapes
         self.dtype = bench_dtype(dtype)
         rng = np.random.default_rng(seed)
@@ -293,8 +297,8 @@ class Workload:
             return a.astype(self.dtype, copy=False)
 
         self._original = [fill(s) for _, s in shapes.params]
-        self.params = [a.copy() for a in self._original]
-        self.grads = [fill(s) for _, s in shapes.params]
+        self.params = self._original if lean else [a.copy() for a in self._original]
+        self.grads = None if lean else [fill(s) for _, s in shapes.params]
         self.exact = reference.exact_sum_squares(self._original)
         self._max_norm = math.sqrt(self.exact)
 
@@ -322,8 +326,9 @@ class Workload:
 
     def restore(self):
         """Put the original values back into params (in place: views stay valid)."""
-        for a, o in zip(self.params, self._original):
-            np.copyto(a, o)
+        if self.params is not self._original:  # lean: nothing kept to restore from
+            for a, o in zip(self.params, self._original):
+                np.copyto(a, o)
         self._max_norm = math.sqrt(self.exact)
 
     def clip_max_norm(self):
