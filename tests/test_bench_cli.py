@@ -368,7 +368,7 @@ def test_settle_pauses_follow_samples_untimed():
     assert [name for name, _ in log[4:]] == ["a", "a", "b"] * 3
     stamps = [t for _, t in log[4:]]
     assert min(stamps[3] - stamps[2], stamps[6] - stamps[5]) >= 0.1
-    log.clear()  # short calls (several a sample): no pause
-    time_interleaved(runs, 3, min_sample=20e-3, settle=[0.1, 0.0])
-    stamps = [t for _, t in log]
-    assert max(b - a for a, b in zip(stamps, stamps[1:])) < 0.1
+    log.clear()  # short calls (several a sample): no pause (a long one, so
+    time_interleaved(runs, 3, min_sample=20e-3, settle=[0.5, 0.0])  # that a
+    stamps = [t for _, t in log]  # busy machine's hiccup is not taken for it)
+    assert max(b - a for a, b in zip(stamps, stamps[1:])) < 0.4
