@@ -107,27 +107,32 @@ L2F_V4 static inline void l2f_scale32_v4_bf16(uint16_t *d, __m512 c, double f)
     l2f_scale32w_v4_bf16(d, even, odd, c, f);
 }
 
+/* float16: d[0..15] *= f, the elements given widened (w).  Both bounds of
+ * the product (as in l2f_scale_v3_f16: t * (1 -+ 2^-21), c holding c32
+ * times those) rounded by the hardware; where they differ, redone. */
+L2F_V4 static inline void l2f_scale16w_v4_f16(uint16_t *d, __m512 w, const __m512 *c, double f)
+{
+    __m256i r0 = _mm512_cvtps_ph(_mm512_mul_ps(w, c[0]),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256i r1 = _mm512_cvtps_ph(_mm512_mul_ps(w, c[1]),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __mmask16 redo = _mm256_cmpneq_epi16_mask(r0, r1);
+    if (__builtin_expect(redo != 0, 0)) {
+        L2F_ALIGN64 uint16_t w16[16];   /* the old values, before the store */
+        _mm256_store_si256((__m256i *)w16, _mm256_loadu_si256((const __m256i *)d));
+        _mm256_storeu_si256((__m256i *)d, r0);
+        L2F_V4_REDO(d, redo, l2f_round_f16(l2f_f16_to_f64(w16[j]) * f));
+    } else {
+        _mm256_storeu_si256((__m256i *)d, r0);
+    }
+}
 /* float16: d[0..31] *= f, the elements given widened (lo: d[0..15], hi:
- * d[16..31]).  Both bounds of the product (as in l2f_scale_v3_f16:
- * t * (1 -+ 2^-21), c holding c32 times those) rounded by the hardware;
- * where they differ, redone. */
+ * d[16..31]). */
 L2F_V4 static inline void l2f_scale32w_v4_f16(uint16_t *d, __m512 lo, __m512 hi,
                                              const __m512 *c, double f)
 {
-    for (int h = 0; h < 32; h += 16) {
-        const __m512 w = h ? hi : lo;
-        __m256i r0 = _mm512_cvtps_ph(_mm512_mul_ps(w, c[0]),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m256i r1 = _mm512_cvtps_ph(_mm512_mul_ps(w, c[1]),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __mmask16 redo = _mm256_cmpneq_epi16_mask(r0, r1);
-        L2F_ALIGN64 uint16_t w16[16];
-        if (redo)  /* the old values, before the store */
-            _mm256_store_si256((__m256i *)w16, _mm256_loadu_si256((const __m256i *)(d + h)));
-        _mm256_storeu_si256((__m256i *)(d + h), r0);
-        if (redo)
-            L2F_V4_REDO(d + h, redo, l2f_round_f16(l2f_f16_to_f64(w16[j]) * f));
-    }
+    l2f_scale16w_v4_f16(d, lo, c, f);
+    l2f_scale16w_v4_f16(d + 16, hi, c, f);
 }
 L2F_V4 static inline void l2f_scale32_v4_f16(uint16_t *d, const __m512 *c, double f)
 {
