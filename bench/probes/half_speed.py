@@ -13,7 +13,6 @@ same kind of memory.
 
     python bench/probes/half_speed.py [rounds] [c] [numpy|4k|huge]
 """
-import ctypes
 import mmap
 import sys
 import time
@@ -24,24 +23,20 @@ import numpy as np
 import l2fast
 from l2fast import models
 
+from _advised import advised_bytes
+
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 11
 shapes = [s for _, s in models.shapes("gpt2")]
 rng = np.random.default_rng(0)
 base = [(rng.standard_normal(s, dtype=np.float32) * np.float32(0.02)) for s in shapes]
 dtypes = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
 memory = sys.argv[3] if len(sys.argv) > 3 else "numpy"
-libc = ctypes.CDLL(None)
-libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 def views(arrays, advice):
     """Copies of arrays as views of one buffer advised before its first touch."""
     sizes = [(a.nbytes + 63) // 64 * 64 for a in arrays]
-    raw = np.empty(sum(sizes) + (4 << 20), np.uint8)
-    buf = raw[(-raw.ctypes.data) % (2 << 20):][:sum(sizes) + 64]
-    if libc.madvise(buf.ctypes.data, buf.nbytes, advice) != 0:
-        raise OSError("madvise failed")
-    buf[:] = 0
+    buf = advised_bytes(sum(sizes) + 64, advice)
     out, at = [], 16
     for a, size in zip(arrays, sizes):
         v = buf[at:at + a.nbytes].view(a.dtype).reshape(a.shape)

@@ -11,7 +11,6 @@ the same tensors' memory.  Prints NumPy's time / l2fast's time.
 
     python bench/probes/pages.py [repeat]
 """
-import ctypes
 import mmap
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -23,19 +22,16 @@ import l2fast
 from l2fast import models
 from l2fast.bench.timing import time_interleaved
 
+from _advised import advised_bytes
+
 repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 7
 n = sum(int(np.prod(s)) for _, s in models.shapes("gpt2"))
-libc = ctypes.CDLL(None)
-libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 pool = ThreadPoolExecutor(2)
 
 
 def buffer(advice):
-    """n float32 on a 2 MiB boundary, advised before the first touch."""
-    raw = np.empty(n * 4 + (4 << 20), np.uint8)
-    a = raw[(-raw.ctypes.data) % (2 << 20):][:n * 4].view(np.float32)
-    if libc.madvise(a.ctypes.data, a.nbytes, advice) != 0:
-        raise OSError("madvise failed")
+    """n float32 (0.5) on a 2 MiB boundary, advised before the first touch."""
+    a = advised_bytes(n * 4, advice).view(np.float32)
     a[:] = 0.5
     return a
 

@@ -134,9 +134,12 @@ SIXTEEN_BIT = ("bfloat16", "float16")
 def _rotated_medians(groups, rounds):
     """Median seconds of each callable of `groups` (one list of callables a
     function, one callable a dtype): each round calls every function's
-    callables in turn, starting one further along each round, so that every
-    dtype follows every other (a pass that left dirty cache lines, or the
-    same arrays) alike."""
+    callables in turn, starting one further along each round, so that each
+    dtype comes first (after the other function's calls) equally often and
+    otherwise follows another dtype's call of the same function: no dtype
+    always meets what one kind of pass leaves behind (dirty cache lines, or
+    its own arrays still in the cache).  Unlike `time_interleaved`, one call
+    a sample and no pauses."""
     for group in groups:
         for fn in group:
             fn()                                   # warm up
