@@ -4,24 +4,18 @@
  * x86-64-v3 loops for 16-bit arrays: AVX2, FMA and F16C intrinsics.
  *
  * GCC compiles the generic loops of _loops.h for float16 and bfloat16 into
- * about twice the instructions they need, too many to keep up with memory at
- * two bytes an element: it converts float32 to float64 from registers
- * (vextractf128 and vcvtps2pd ymm, xmm, twice the cost of vcvtps2pd ymm,
- * m128 on Zen 3) however the loop is written, widens float16 without F16C,
- * and rebuilds the rounding constants every block (bench/probes/half_loops.c
- * times both). These loops compute the same values.  A sum widens 32
- * elements (one per lane) at a time into a float32 buffer (exact) and adds
- * their squares to the same lanes in the same order as the float32 loop (an
- * FMA of an exact square): the same bits.  A scale rounds the float32
- * product t = w * float32(c) to 16 bits and redoes exactly, one element at a
- * time, those whose float64 product might round otherwise (see _half.h).
- * Further down: float16's fused pass and add, and bfloat16's add from
- * bfloat16.  They replace the generic contiguous loops where the CPU is
- * x86-64-v3 or later (the AVX-512 clone of the generic loops is slower
- * still, see _loops16_v4.h); l2f_apply() picks them.
- *
- * Included by _loops.h after the generic loops, whose macros and run
- * functions they use; checked by tests/test_half.py and
+ * about twice the instructions they need, too many to keep up with memory
+ * (it converts float32 to float64 from registers, widens float16 without
+ * F16C, rebuilds the rounding constants every block; half_loops.c times
+ * both).  These loops compute the same values.  A sum widens 32 elements
+ * into a float32 buffer (exact) and adds their squares to the lanes of the
+ * float32 loop in its order (an FMA of an exact square): the same bits.  A
+ * scale rounds t = w * float32(c) to 16 bits and redoes exactly, one at a
+ * time, the elements whose float64 product might round otherwise (_half.h).
+ * Further down: float16's fused pass and add, bfloat16's add from bfloat16.
+ * l2f_apply() picks them on x86-64-v3 or later (the AVX-512 clone of the
+ * generic loops is slower still, see _loops16_v4.h).  Included by _loops.h
+ * after the generic loops; checked by tests/test_half.py and
  * bench/probes/half_loops.c.
  * ------------------------------------------------------------------------ */
 #ifdef L2F_HAVE_CLONES
@@ -94,7 +88,8 @@ static inline int l2f_level16(void)
 #define L2F_V3_SSQ_GROUP_bf16(w) L2F_V3_SSQ_GROUP(w, a0, a2, a1, a3, a4, a6, a5, a7)
 #define L2F_V3_SSQ_GROUP_f16(w) L2F_V3_SSQ_GROUP(w, a0, a1, a2, a3, a4, a5, a6, a7)
 #define L2F_DEFINE_V3_SSQ(S)                                                  \
-L2F_V3 static double l2f_ssq_v3_##S(const uint16_t *L2F_RESTRICT d, int64_t n)\
+L2F_V3 static double l2f_ssq_v3_##S(const uint16_t *L2F_RESTRICT d, int64_t n, \
+                                   const char *then)                          \
 {                                                                             \
     L2F_ALIGN64 float buf[2 * L2F_LANES];                                     \
     L2F_ALIGN64 double acc[L2F_LANES];                                        \
@@ -106,7 +101,7 @@ L2F_V3 static double l2f_ssq_v3_##S(const uint16_t *L2F_RESTRICT d, int64_t n)\
     L2F_V3_WIDEN32_##S(w, d);                                                 \
     for (int64_t g = 1; g < groups; g++) {                                    \
         float *next = w + (g & 1) * L2F_LANES;                                \
-        L2F_PREFETCH((const char *)(d + g * L2F_LANES) + L2F_V3_AHEAD, 0);    \
+        L2F_PREFETCH(L2F_AHEAD_OF(d, g * L2F_LANES, n, then, L2F_V3_AHEAD), 0); \
         L2F_V3_WIDEN32_##S(next, d + g * L2F_LANES);                          \
         L2F_OPAQUE_ARRAY(buf);                                                \
         L2F_V3_SSQ_GROUP_##S(w + ((g - 1) & 1) * L2F_LANES);                  \
@@ -155,7 +150,7 @@ L2F_V3 static inline __m256i l2f_v3_round_bf16(__m256 te, __m256 to, __m256i *lo
  * t + 0x8000, near ⇔ lo + 0x8004 < 0x8009; with r the result, the exponent
  * test is (r << 1) + 0x8100 < 0x8300. */
 L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double f,
-                                     float c32)
+                                     float c32, const char *then)
 {
     const __m256 c = _mm256_set1_ps(c32);
     const __m256i odd = _mm256_set1_epi32((int32_t)0xffff0000u);
@@ -165,7 +160,7 @@ L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double
     const __m256i e_lim = _mm256_set1_epi16((int16_t)0x8300);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
+        L2F_PREFETCH(L2F_AHEAD_OF(d, i, n, then, L2F_AHEAD_W), 1);
         for (int h = 0; h < 32; h += 16) {
             __m256i x = _mm256_loadu_si256((const __m256i *)(d + i + h));
             __m256i lo, r = l2f_v3_round_bf16(
@@ -195,13 +190,13 @@ L2F_V3 static void l2f_scale_v3_bf16(uint16_t *L2F_RESTRICT d, int64_t n, double
  * elsewhere p is redone exactly.  A float32-subnormal t is below 2^-126:
  * both bounds and p round to a zero of their sign. */
 L2F_V3 static void l2f_scale_v3_f16(uint16_t *L2F_RESTRICT d, int64_t n, double f,
-                                    float c32)
+                                    float c32, const char *then)
 {
     const __m256 lo = _mm256_set1_ps(c32 * (1.0f - 0x1p-21f));
     const __m256 hi = _mm256_set1_ps(c32 * (1.0f + 0x1p-21f));
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
+        L2F_PREFETCH(L2F_AHEAD_OF(d, i, n, then, L2F_AHEAD_W), 1);
         for (int h = 0; h < 32; h += 8) {
             __m128i x = _mm_loadu_si128((const __m128i *)(d + i + h));
             __m256 w = _mm256_cvtph_ps(x);
@@ -270,7 +265,8 @@ L2F_V3 static inline void l2f_v3_store8_f16(uint16_t *d, __m256d p0, __m256d p1)
 /* Sum of squares of d, and d *= f; n >= L2F_SHORT.  Lanes as l2f_ssq_v3:
  * elements 8k..8k+7 of each 32 in accumulators 2k, 2k + 1. */
 #define L2F_DEFINE_V3_SSQ_SCALE(D)                                            \
-L2F_V3 static double l2f_ssq_scale_v3_##D(uint16_t *L2F_RESTRICT d, int64_t n, double f) \
+L2F_V3 static double l2f_ssq_scale_v3_##D(uint16_t *L2F_RESTRICT d, int64_t n, double f, \
+                                          const char *then)                   \
 {                                                                             \
     const __m256d fv = _mm256_set1_pd(f);                                     \
     __m256d a[8];                                                             \
@@ -279,7 +275,7 @@ L2F_V3 static double l2f_ssq_scale_v3_##D(uint16_t *L2F_RESTRICT d, int64_t n, d
     for (int k = 0; k < 8; k++)                                               \
         a[k] = _mm256_setzero_pd();                                           \
     for (; i + 32 <= n; i += 32) {                                            \
-        L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);                 \
+        L2F_PREFETCH(L2F_AHEAD_OF(d, i, n, then, L2F_AHEAD_W), 1);            \
         for (int k = 0; k < 4; k++) {                                         \
             __m256d w0, w1;                                                   \
             L2F_V3_LOAD8_##D(d + i + 8 * k, w0, w1);                          \
@@ -300,7 +296,7 @@ L2F_V3 static double l2f_ssq_scale_v3_##D(uint16_t *L2F_RESTRICT d, int64_t n, d
 static double l2f_ssq_scale_run_v3_##D(const l2f_piece *c, double f)          \
 {                                                                             \
     if (c->dst_stride == 1 && c->n >= L2F_SHORT)                              \
-        return l2f_ssq_scale_v3_##D((uint16_t *)c->dst, c->n, f);             \
+        return l2f_ssq_scale_v3_##D((uint16_t *)c->dst, c->n, f, c->dst_then); \
     return l2f_ssq_scale_run_##D(c, f);                                       \
 }
 L2F_DEFINE_V3_SSQ_SCALE(f16)
@@ -308,15 +304,16 @@ L2F_DEFINE_V3_SSQ_SCALE(f16)
 /* d += f * s, d 16-bit, s any dtype; contiguous, not overlapping. */
 #define L2F_DEFINE_V3_ADD(D, TD, S, TS)                                       \
 L2F_V3 static void l2f_add_v3_##D##_##S(uint16_t *L2F_RESTRICT d,             \
-                                        const TS *L2F_RESTRICT s, int64_t n, double f) \
+                                        const TS *L2F_RESTRICT s, int64_t n, double f, \
+                                        const char *then_d, const char *then_s) \
 {                                                                             \
     const __m256d fv = _mm256_set1_pd(f);                                     \
     int64_t i = 0;                                                            \
     for (; i + 8 <= n; i += 8) {                                              \
         __m256d g0, g1, s0, s1;                                               \
         if ((i & 31) == 0) {                                                  \
-            L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);             \
-            L2F_PREFETCH((const char *)(s + i) + L2F_AHEAD, 0);                \
+            L2F_PREFETCH(L2F_AHEAD_OF(d, i, n, then_d, L2F_AHEAD_W), 1);      \
+            L2F_PREFETCH(L2F_AHEAD_OF(s, i, n, then_s, L2F_AHEAD), 0);        \
         }                                                                     \
         L2F_V3_LOAD8_##D(d + i, g0, g1);                                      \
         L2F_V3_LOAD8_##S(s + i, s0, s1);                                      \
@@ -330,7 +327,8 @@ static double l2f_add_run_v3_##D##_##S(const l2f_piece *c, double f)          \
 {                                                                             \
     if (c->dst_stride != 1 || c->src_stride != 1 || c->dst == c->src)         \
         return l2f_add_run_##D##_##S(c, f);                                   \
-    l2f_add_v3_##D##_##S((uint16_t *)c->dst, (const TS *)c->src, c->n, f);    \
+    l2f_add_v3_##D##_##S((uint16_t *)c->dst, (const TS *)c->src, c->n, f,     \
+                         c->dst_then, c->src_then);                           \
     return 0.0;                                                               \
 }
 L2F_DTYPES_SRC(L2F_DEFINE_V3_ADD, f16, uint16_t)
@@ -346,7 +344,8 @@ L2F_DTYPES_SRC(L2F_DEFINE_V3_ADD, f16, uint16_t)
  * result whose exponent is 0, 1 or 255.  A zero result is right: t is then
  * below 2^-134 and not near it, and so is p. */
 L2F_V3 static void l2f_add_v3_bf16_same(uint16_t *L2F_RESTRICT d, const uint16_t *L2F_RESTRICT s,
-                                        int64_t n, double f, float f32)
+                                        int64_t n, double f, float f32,
+                                        const char *then_d, const char *then_s)
 {
     const __m256 a = _mm256_set1_ps(f32), four = _mm256_set1_ps(4.0f);
     const __m256 mag = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -358,8 +357,8 @@ L2F_V3 static void l2f_add_v3_bf16_same(uint16_t *L2F_RESTRICT d, const uint16_t
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         if ((i & 31) == 0) {
-            L2F_PREFETCH((const char *)(d + i) + L2F_AHEAD_W, 1);
-            L2F_PREFETCH((const char *)(s + i) + L2F_AHEAD, 0);
+            L2F_PREFETCH(L2F_AHEAD_OF(d, i, n, then_d, L2F_AHEAD_W), 1);
+            L2F_PREFETCH(L2F_AHEAD_OF(s, i, n, then_s, L2F_AHEAD), 0);
         }
         __m256i x = _mm256_loadu_si256((const __m256i *)(d + i));
         __m256i y = _mm256_loadu_si256((const __m256i *)(s + i));
@@ -397,7 +396,8 @@ static double l2f_add_run_v3_bf16_bf16(const l2f_piece *c, double f)
     const float f32 = l2f_factor32(f);
     if (c->dst_stride != 1 || c->src_stride != 1 || c->dst == c->src || f32 != f32)
         return l2f_add_run_bf16_bf16(c, f);
-    l2f_add_v3_bf16_same((uint16_t *)c->dst, (const uint16_t *)c->src, c->n, f, f32);
+    l2f_add_v3_bf16_same((uint16_t *)c->dst, (const uint16_t *)c->src, c->n, f, f32,
+                         c->dst_then, c->src_then);
     return 0.0;
 }
 
@@ -408,7 +408,7 @@ static double l2f_add_run_v3_bf16_bf16(const l2f_piece *c, double f)
 static double l2f_ssq_run_v3_##S(const l2f_piece *c, double f)                \
 {                                                                             \
     if (c->dst_stride == 1 && c->n >= L2F_SHORT)                              \
-        return l2f_ssq_v3_##S((const uint16_t *)c->dst, c->n);                \
+        return l2f_ssq_v3_##S((const uint16_t *)c->dst, c->n, c->dst_then);   \
     return l2f_ssq_run_##S(c, f);                                             \
 }                                                                             \
 static double l2f_scale_run_v3_##S(const l2f_piece *c, double f)              \
@@ -416,7 +416,7 @@ static double l2f_scale_run_v3_##S(const l2f_piece *c, double f)              \
     const float c32 = l2f_factor32(f);                                        \
     if (c->dst_stride != 1 || c32 != c32)                                     \
         return l2f_scale_run_##S(c, f);                                       \
-    l2f_scale_v3_##S((uint16_t *)c->dst, c->n, f, c32);                       \
+    l2f_scale_v3_##S((uint16_t *)c->dst, c->n, f, c32, c->dst_then);          \
     return 0.0;                                                               \
 }
 L2F_DEFINE_V3_RUNS(f16)

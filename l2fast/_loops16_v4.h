@@ -151,12 +151,12 @@ L2F_V4 static inline void l2f_scale32_v4_f16(uint16_t *d, const __m512 *c, doubl
  * docs/bench.md "16-bit"). */
 #define L2F_DEFINE_V4_SCALE(S)                                                \
 L2F_V4 static void l2f_scale_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n, double f, \
-                                    float c32)                                \
+                                    float c32, const char *then)              \
 {                                                                             \
     L2F_V4_FACTOR_##S(c32);                                                   \
     int64_t i = 0;                                                            \
     for (; i + 32 <= n; i += 32) {                                            \
-        L2F_PREFETCH((const char *)(d + i) + L2F_V4_AHEAD, 1);                \
+        L2F_PREFETCH(L2F_AHEAD_OF(d, i, n, then, L2F_V4_AHEAD), 1);           \
         l2f_scale32_v4_##S(d + i, cv, f);                                     \
     }                                                                         \
     for (; i < n; i++)                                                        \
@@ -174,7 +174,7 @@ L2F_DEFINE_V4_SCALE(bf16)
  * turned by that offset) and come back out after the 32-element steps. */
 #define L2F_DEFINE_V4_SUM(NAME, S, AHEAD, RW, STEP, TAIL)                     \
 L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
-                                   double f, float c32)                       \
+                                   double f, float c32, const char *then)     \
 {                                                                             \
     L2F_ALIGN64 double acc[L2F_LANES] = {0}, slot[L2F_LANES];                 \
     const uintptr_t at = (uintptr_t)d;                                        \
@@ -194,7 +194,7 @@ L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
         __m512d a0 = _mm512_load_pd(slot), a1 = _mm512_load_pd(slot + 8);     \
         __m512d a2 = _mm512_load_pd(slot + 16), a3 = _mm512_load_pd(slot + 24); \
         for (; i <= last; i += L2F_LANES) {                                   \
-            L2F_PREFETCH((const char *)(d + i) + (AHEAD), RW);                \
+            L2F_PREFETCH(L2F_AHEAD_OF(d, i, n, then, AHEAD), RW);             \
             __m512 lo, hi;                                                    \
             L2F_V4_WIDEN32_##S(lo, hi, d + i);                                \
             L2F_V4_FMA16(a0, a1, lo);                                         \
@@ -226,7 +226,7 @@ L2F_DEFINE_V4_SUM(l2f_ssq_scale, bf16, L2F_V4_AHEAD, 1, L2F_V4_SCALE_STEP, L2F_V
 static double l2f_ssq_run_v4_##S(const l2f_piece *c, double f)                \
 {                                                                             \
     if (c->dst_stride == 1 && c->n >= L2F_SHORT)                              \
-        return l2f_ssq_v4_##S((uint16_t *)c->dst, c->n, f, 1.0f);             \
+        return l2f_ssq_v4_##S((uint16_t *)c->dst, c->n, f, 1.0f, c->dst_then); \
     return l2f_ssq_run_##S(c, f);                                             \
 }                                                                             \
 static double l2f_scale_run_v4_##S(const l2f_piece *c, double f)              \
@@ -234,7 +234,7 @@ static double l2f_scale_run_v4_##S(const l2f_piece *c, double f)              \
     const float c32 = l2f_factor32(f);                                        \
     if (c->dst_stride != 1 || c32 != c32)                                     \
         return l2f_scale_run_##S(c, f);                                       \
-    l2f_scale_v4_##S((uint16_t *)c->dst, c->n, f, c32);                       \
+    l2f_scale_v4_##S((uint16_t *)c->dst, c->n, f, c32, c->dst_then);          \
     return 0.0;                                                               \
 }                                                                             \
 static double l2f_ssq_scale_run_v4_##S(const l2f_piece *c, double f)          \
@@ -242,7 +242,7 @@ static double l2f_ssq_scale_run_v4_##S(const l2f_piece *c, double f)          \
     const float c32 = l2f_factor32(f);                                        \
     if (c->dst_stride != 1 || c->n < L2F_SHORT || c32 != c32)                 \
         return l2f_ssq_scale_run_##S(c, f);                                   \
-    return l2f_ssq_scale_v4_##S((uint16_t *)c->dst, c->n, f, c32);            \
+    return l2f_ssq_scale_v4_##S((uint16_t *)c->dst, c->n, f, c32, c->dst_then); \
 }
 L2F_DEFINE_V4_RUNS(f16)
 L2F_DEFINE_V4_RUNS(bf16)

@@ -211,6 +211,14 @@ cdef class Table:
     def nitems(self):
         return self.nitems
 
+    def runs(self):
+        """The pieces as (item, array, dst address, elements, dst_then,
+        src_then), addresses as ints (0 for NULL): what the loops are given."""
+        cdef Py_ssize_t k, c
+        return [(k, self.pieces[c].arr, <size_t> self.pieces[c].dst, self.pieces[c].n,
+                 <size_t> self.pieces[c].dst_then, <size_t> self.pieces[c].src_then)
+                for k in range(self.nitems) for c in range(self.items[k], self.items[k + 1])]
+
     def view(self, Py_ssize_t i, int role=0):
         """Operand `role` (0: arrays, 1: src) of pair i as a NumPy array: itself,
         or a view of a torch tensor's memory."""
@@ -362,19 +370,27 @@ cdef class Table:
 
     cdef int _group(self) except -1:
         """Group consecutive pieces into items of about CHUNK float32 (256
-        KiB): a 16-bit item is two pieces, one stream for its thread."""
+        KiB): a 16-bit item is two pieces, one stream for its thread.  Each
+        piece but an item's last is told where the next one starts (its
+        loops prefetch on into it: a ragged list's arrays lie apart)."""
         cdef Py_ssize_t c, k = 0
         cdef int64_t acc = 0, nbytes
+        cdef Piece* pc
         self.items = <int64_t*> malloc((self.npieces + 1) * sizeof(int64_t))
         if self.items == NULL:
             raise MemoryError()
         for c in range(self.npieces):
-            nbytes = self.pieces[c].n * _ITEMSIZE[self.pieces[c].dst_dtype]
+            pc = &self.pieces[c]
+            nbytes = pc.n * _ITEMSIZE[pc.dst_dtype]
             if acc > 0 and acc + nbytes > 4 * CHUNK:
                 k += 1
                 acc = 0
             if acc == 0:
                 self.items[k] = c
+            else:  # the previous piece is in this item
+                self.pieces[c - 1].dst_then = pc.dst
+                self.pieces[c - 1].src_then = pc.src
+            pc.dst_then = pc.src_then = NULL
             acc += nbytes
         self.nitems = k + 1 if self.npieces > 0 else 0
         self.items[self.nitems] = self.npieces

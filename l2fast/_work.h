@@ -37,6 +37,8 @@ typedef struct {
     int64_t n;            /* elements in the run */
     int64_t dst_stride;   /* element strides along the run */
     int64_t src_stride;
+    const char *dst_then; /* where the thread reads next: the next piece of */
+    const char *src_then; /* the same item, or NULL (see l2f_ahead) */
     int32_t arr;          /* index of the array (pair) the run belongs to */
     uint8_t dst_dtype;    /* enum l2f_dtype */
     uint8_t src_dtype;

@@ -352,3 +352,24 @@ def test_check_finite_rejects_a_non_finite_factor(bad):
     assert w.tolist() == [1.0] * 4
     l2fast.scale_([w], bad)  # without the check, IEEE arithmetic
     assert not np.isfinite(w).any() or bad != bad
+
+
+def test_each_piece_is_told_where_its_thread_reads_next():
+    """The loops prefetch past the end of a run into the next piece of the same
+    item (dst_then, src_then: the next run of each operand), never into a piece
+    another item holds: an item's last piece is told nothing."""
+    from l2fast import _table
+    arrays = [np.ones(1000, np.float32) for _ in range(5)] + [np.ones(3 * 65536 + 7, np.float32)]
+    src = [np.ones(a.size, np.float64) for a in arrays]
+    runs = _table.Table(tuple(arrays), None, tuple(src)).runs()
+    assert [r[2] for r in runs[:5]] == [a.ctypes.data for a in arrays[:5]]
+    assert len(runs) == 9 and runs[0][0] == runs[4][0] != runs[5][0]
+    told = 0
+    for (item, _, _, _, dst_then, src_then), nxt in zip(runs, runs[1:] + [None]):
+        if nxt is not None and nxt[0] == item:
+            told += 1
+            assert dst_then == nxt[2]
+            assert src_then == src[nxt[1]].ctypes.data + (nxt[2] - arrays[nxt[1]].ctypes.data) * 2
+        else:
+            assert dst_then == src_then == 0
+    assert told == 4  # the five small arrays share an item; the big one's pieces do not

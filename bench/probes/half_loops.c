@@ -48,58 +48,58 @@ static double normal(void)
 typedef double (*sum_fn)(const void *, int64_t);
 typedef void (*upd_fn)(void *, int64_t, double);
 
-static double sum_f32(const void *p, int64_t n) { return l2f_ssq_contiguous_f32(p, n, 0); }
-static double sum_bf16(const void *p, int64_t n) { return l2f_ssq_contiguous_bf16(p, n, 0); }
-static double sum_f16(const void *p, int64_t n) { return l2f_ssq_contiguous_f16(p, n, 0); }
+static double sum_f32(const void *p, int64_t n) { return l2f_ssq_contiguous_f32(p, n, 0, NULL); }
+static double sum_bf16(const void *p, int64_t n) { return l2f_ssq_contiguous_bf16(p, n, 0, NULL); }
+static double sum_f16(const void *p, int64_t n) { return l2f_ssq_contiguous_f16(p, n, 0, NULL); }
 static double sum_bf16_v3(const void *p, int64_t n)
 {
-    return n < L2F_SHORT ? l2f_ssq_contiguous_bf16(p, n, 0) : l2f_ssq_v3_bf16(p, n);
+    return n < L2F_SHORT ? l2f_ssq_contiguous_bf16(p, n, 0, NULL) : l2f_ssq_v3_bf16(p, n, NULL);
 }
 static double sum_f16_v3(const void *p, int64_t n)
 {
-    return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0) : l2f_ssq_v3_f16(p, n);
+    return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0, NULL) : l2f_ssq_v3_f16(p, n, NULL);
 }
 static int have_v4(void) { return l2f_level16() >= 4; }
 static double sum_bf16_v4(const void *p, int64_t n)
 {
     if (!have_v4()) return sum_bf16_v3(p, n);
-    return n < L2F_SHORT ? l2f_ssq_contiguous_bf16(p, n, 0) : l2f_ssq_v4_bf16((uint16_t *)p, n, 0, 1.0f);
+    return n < L2F_SHORT ? l2f_ssq_contiguous_bf16(p, n, 0, NULL) : l2f_ssq_v4_bf16((uint16_t *)p, n, 0, 1.0f, NULL);
 }
 static double sum_f16_v4(const void *p, int64_t n)
 {
     if (!have_v4()) return sum_f16_v3(p, n);
-    return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0) : l2f_ssq_v4_f16((uint16_t *)p, n, 0, 1.0f);
+    return n < L2F_SHORT ? l2f_ssq_contiguous_f16(p, n, 0, NULL) : l2f_ssq_v4_f16((uint16_t *)p, n, 0, 1.0f, NULL);
 }
 /* The v4 fused pass (n >= L2F_SHORT): the sum, and d *= f. */
 static double fused_v4(int which, uint16_t *d, int64_t n, double f)
 {
     const float c = l2f_factor32(f);
     if (!have_v4() || c != c)
-        return which ? l2f_ssq_scale_contiguous_f16(d, n, f) : l2f_ssq_scale_contiguous_bf16(d, n, f);
-    return which ? l2f_ssq_scale_v4_f16(d, n, f, c) : l2f_ssq_scale_v4_bf16(d, n, f, c);
+        return which ? l2f_ssq_scale_contiguous_f16(d, n, f, NULL) : l2f_ssq_scale_contiguous_bf16(d, n, f, NULL);
+    return which ? l2f_ssq_scale_v4_f16(d, n, f, c, NULL) : l2f_ssq_scale_v4_bf16(d, n, f, c, NULL);
 }
-static void scale_f32(void *p, int64_t n, double f) { l2f_scale_contiguous_f32(p, n, f); }
-static void scale_bf16(void *p, int64_t n, double f) { l2f_scale_contiguous_bf16(p, n, f); }
-static void scale_f16(void *p, int64_t n, double f) { l2f_scale_contiguous_f16(p, n, f); }
+static void scale_f32(void *p, int64_t n, double f) { l2f_scale_contiguous_f32(p, n, f, NULL); }
+static void scale_bf16(void *p, int64_t n, double f) { l2f_scale_contiguous_bf16(p, n, f, NULL); }
+static void scale_f16(void *p, int64_t n, double f) { l2f_scale_contiguous_f16(p, n, f, NULL); }
 static void scale_bf16_v3(void *p, int64_t n, double f)
 {
     float c = l2f_factor32(f);
-    if (c != c) l2f_scale_contiguous_bf16(p, n, f); else l2f_scale_v3_bf16(p, n, f, c);
+    if (c != c) l2f_scale_contiguous_bf16(p, n, f, NULL); else l2f_scale_v3_bf16(p, n, f, c, NULL);
 }
 static void scale_f16_v3(void *p, int64_t n, double f)
 {
     float c = l2f_factor32(f);
-    if (c != c) l2f_scale_contiguous_f16(p, n, f); else l2f_scale_v3_f16(p, n, f, c);
+    if (c != c) l2f_scale_contiguous_f16(p, n, f, NULL); else l2f_scale_v3_f16(p, n, f, c, NULL);
 }
 static void scale_bf16_v4(void *p, int64_t n, double f)
 {
     float c = l2f_factor32(f);
-    if (c != c || !have_v4()) scale_bf16_v3(p, n, f); else l2f_scale_v4_bf16(p, n, f, c);
+    if (c != c || !have_v4()) scale_bf16_v3(p, n, f); else l2f_scale_v4_bf16(p, n, f, c, NULL);
 }
 static void scale_f16_v4(void *p, int64_t n, double f)
 {
     float c = l2f_factor32(f);
-    if (c != c || !have_v4()) scale_f16_v3(p, n, f); else l2f_scale_v4_f16(p, n, f, c);
+    if (c != c || !have_v4()) scale_f16_v3(p, n, f); else l2f_scale_v4_f16(p, n, f, c, NULL);
 }
 
 /* fn over n elements in pieces of L2F_CHUNK, on `threads` threads. */
