@@ -154,8 +154,9 @@ static double l2f_sum_slots(const double *x, int64_t n)
  * piece of its item, l2f_piece.dst_then/src_then), when it has one.  The
  * arrays of a ragged list lie apart, so the bytes after a run are usually
  * another array's, or nobody's: one thread summed 2,000 float32 arrays of
- * 8 KiB with 8 KiB between them at 0.63x the speed of one buffer, and at
- * 0.85x told where the next one is (docs/bench.md, "Prefetch distances"). */
+ * 8 KiB with 8 KiB between them at 0.67x the speed of one buffer, and at
+ * 0.90x told where the next one is (bench/probes/ragged.py; docs/bench.md,
+ * "Prefetch distances"). */
 static inline const char *l2f_ahead(const void *p, int64_t at, int64_t len, const char *then)
 {
     return (at < len || then == NULL) ? (const char *)p + at : then + (at - len);
