@@ -397,6 +397,7 @@ static void l2f_xpiece_##S(const l2f_piece *c, double f, int scale, l2f_part *ou
             l2f_piece p = *c;                                                 \
             p.dst = (char *)r;                                                \
             p.n = m;                                                          \
+            p.dst_then = p.src_then = NULL;                                   \
             l2f_scale_run_##S(&p, f);                                         \
         }                                                                     \
         b0 += m;                                                              \

@@ -156,7 +156,8 @@ static double l2f_sum_slots(const double *x, int64_t n)
  * another array's, or nobody's: one thread summed 2,000 float32 arrays of
  * 8 KiB with 8 KiB between them at 0.67x the speed of one buffer, and at
  * 0.90x told where the next one is (bench/probes/ragged.py; docs/bench.md,
- * "Prefetch distances"). */
+ * "Prefetch distances").  One piece ahead only: past a next piece shorter
+ * than the distance, the lines asked for are again whatever follows it. */
 static inline const char *l2f_ahead(const void *p, int64_t at, int64_t len, const char *then)
 {
     return (at < len || then == NULL) ? (const char *)p + at : then + (at - len);

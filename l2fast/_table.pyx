@@ -371,8 +371,9 @@ cdef class Table:
     cdef int _group(self) except -1:
         """Group consecutive pieces into items of about CHUNK float32 (256
         KiB): a 16-bit item is two pieces, one stream for its thread.  Each
-        piece but an item's last is told where the next one starts (its
-        loops prefetch on into it: a ragged list's arrays lie apart)."""
+        piece but an item's last is told where the next one starts, when that
+        one is contiguous (its loops prefetch on into it: a ragged list's
+        arrays lie apart)."""
         cdef Py_ssize_t c, k = 0
         cdef int64_t acc = 0, nbytes
         cdef Piece* pc
@@ -387,7 +388,7 @@ cdef class Table:
                 acc = 0
             if acc == 0:
                 self.items[k] = c
-            else:  # the previous piece is in this item
+            elif pc.dst_stride == 1 and pc.src_stride == 1:  # the previous piece is in this item
                 self.pieces[c - 1].dst_then = pc.dst
                 self.pieces[c - 1].src_then = pc.src
             pc.dst_then = pc.src_then = NULL

@@ -373,3 +373,19 @@ def test_each_piece_is_told_where_its_thread_reads_next():
         else:
             assert dst_then == src_then == 0
     assert told == 4  # the five small arrays share an item; the big one's pieces do not
+
+
+def test_only_a_contiguous_next_piece_is_named():
+    """A 16-bit item holds two pieces of one array: the first is told the
+    second, which starts right after it.  A strided next piece, a missing
+    source and an empty table give nothing to follow."""
+    from l2fast import _table
+    h = np.ones(3 * 65536 + 5, np.float16)
+    runs = _table.Table((h,)).runs()
+    assert [(r[0], r[3]) for r in runs] == [(0, 65536), (0, 65536), (1, 65536), (1, 5)]
+    assert [r[4] for r in runs] == [h.ctypes.data + 2 * 65536, 0, h.ctypes.data + 6 * 65536, 0]
+    assert all(r[5] == 0 for r in runs)  # no source
+    m = np.ones((10, 8), np.float32)
+    runs = _table.Table((np.ones(16, np.float32), m[:, ::2])).runs()
+    assert len(runs) == 2 and runs[0][4] == 0  # the next piece is strided (every other column)
+    assert _table.Table(()).runs() == []
