@@ -172,6 +172,16 @@ L2F_DEFINE_V4_SCALE(bf16)
  * x = d[i]).  The elements before the first 64-byte boundary are summed one
  * at a time; the lanes then go into the registers' slots (L2F_V4_ELEM_S,
  * turned by that offset) and come back out after the 32-element steps. */
+/* One 32-element step of the sum: prefetch `at`, square into a0..a3, STEP. */
+#define L2F_V4_SUM_STEP(S, STEP, at, RW)                                      \
+    do {                                                                      \
+        L2F_PREFETCH((at), RW);                                               \
+        __m512 lo, hi;                                                        \
+        L2F_V4_WIDEN32_##S(lo, hi, d + i);                                    \
+        L2F_V4_FMA16(a0, a1, lo);                                             \
+        L2F_V4_FMA16(a2, a3, hi);                                             \
+        STEP(S);                                                              \
+    } while (0)
 #define L2F_DEFINE_V4_SUM(NAME, S, AHEAD, RW, STEP, TAIL)                     \
 L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
                                    double f, float c32, const char *then)     \
@@ -193,14 +203,10 @@ L2F_V4 static double NAME##_v4_##S(uint16_t *L2F_RESTRICT d, int64_t n,       \
             slot[k] = acc[(i + L2F_V4_ELEM_##S[k]) & (L2F_LANES - 1)];         \
         __m512d a0 = _mm512_load_pd(slot), a1 = _mm512_load_pd(slot + 8);     \
         __m512d a2 = _mm512_load_pd(slot + 16), a3 = _mm512_load_pd(slot + 24); \
-        for (; i <= last; i += L2F_LANES) {                                   \
-            L2F_PREFETCH(L2F_AHEAD_OF(d, i, n, then, AHEAD), RW);             \
-            __m512 lo, hi;                                                    \
-            L2F_V4_WIDEN32_##S(lo, hi, d + i);                                \
-            L2F_V4_FMA16(a0, a1, lo);                                         \
-            L2F_V4_FMA16(a2, a3, hi);                                         \
-            STEP(S);                                                          \
-        }                                                                     \
+        for (; i <= last && i < n - (AHEAD) / 2; i += L2F_LANES)              \
+            L2F_V4_SUM_STEP(S, STEP, (const char *)(d + i) + (AHEAD), RW);    \
+        for (; i <= last; i += L2F_LANES)  /* the last AHEAD bytes: on into then */ \
+            L2F_V4_SUM_STEP(S, STEP, L2F_AHEAD_OF(d, i, n, then, AHEAD), RW); \
         _mm512_store_pd(slot, a0); _mm512_store_pd(slot + 8, a1);             \
         _mm512_store_pd(slot + 16, a2); _mm512_store_pd(slot + 24, a3);       \
         for (int k = 0; k < L2F_LANES; k++)                                   \
